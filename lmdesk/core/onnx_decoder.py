@@ -1,0 +1,265 @@
+"""Build the ONNX graph of a decoder-only transformer with a KV cache.
+
+The graph follows the layout of onnxruntime-genai's decoders, so the same
+runtime code serves imported GGUF models and ONNX folders made elsewhere:
+
+inputs
+    ``input_ids`` int64 ``[batch, seq]``, ``attention_mask`` int64
+    ``[batch, past + seq]``, ``past_key_values.N.key`` / ``.value`` float32
+    ``[batch, kv_heads, past, head_dim]``
+outputs
+    ``logits`` float32 ``[batch, seq, vocab]`` (every position),
+    ``present.N.key`` / ``.value`` float32 ``[batch, kv_heads, past + seq, head_dim]``
+
+Operators are those onnxruntime's CPU provider runs fused:
+``GroupQueryAttention`` (with rotary embedding inside), ``MatMulNBits``,
+``SkipSimplifiedLayerNormalization``. Weights come from :mod:`quant_repack`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .quant_repack import BLOCK, DenseWeight, Int4Weight, LinearWeight, concat_linear
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+LOGITS = "logits"
+MS_DOMAIN = "com.microsoft"
+OPSET = 21
+
+
+def past_key(i: int) -> str:
+    return f"past_key_values.{i}.key"
+
+
+def past_value(i: int) -> str:
+    return f"past_key_values.{i}.value"
+
+
+def present_key(i: int) -> str:
+    return f"present.{i}.key"
+
+
+def present_value(i: int) -> str:
+    return f"present.{i}.value"
+
+
+@dataclass
+class DecoderConfig:
+    n_layer: int
+    d_model: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    d_ff: int
+    vocab_size: int
+    max_positions: int  # rows of the rotary cache: longest document the graph accepts
+    rms_eps: float
+    inv_freq: np.ndarray  # float64 [rope_dim / 2]: angle of pair i at position p is p * inv_freq[i]
+    rope_interleaved: bool  # True: rotate (x[2i], x[2i+1]) as llama.cpp's llama; False: NeoX halves
+    accuracy_level: int = 0  # MatMulNBits: 0 = float32 compute (exact); 4 = int8 activations (fast)
+
+
+@dataclass
+class LayerWeights:
+    attn_norm: np.ndarray
+    q: LinearWeight
+    k: LinearWeight
+    v: LinearWeight
+    o: LinearWeight
+    ffn_norm: np.ndarray
+    gate: LinearWeight
+    up: LinearWeight
+    down: LinearWeight
+
+
+@dataclass
+class DecoderWeights:
+    embed: np.ndarray  # float32 [vocab, d_model]
+    layers: list[LayerWeights]
+    out_norm: np.ndarray
+    output: LinearWeight | None  # None: tied to the embedding
+
+
+@dataclass
+class _Graph:
+    """Collects nodes and initializers, naming values uniquely."""
+
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    inits: list[onnx.TensorProto] = field(default_factory=list)
+    _count: int = 0
+    _consts: dict[tuple, str] = field(default_factory=dict)
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}/{self._count}"
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def const_i64(self, values: list[int]) -> str:
+        key = ("i64", tuple(values))
+        if key not in self._consts:
+            self._consts[key] = self.init(f"const/i64/{'_'.join(map(str, values))}", np.array(values, np.int64))
+        return self._consts[key]
+
+    def op(self, op_type: str, inputs: list[str], hint: str, n_out: int = 1, domain: str | None = None, **attrs) -> list[str]:
+        outs = [self.fresh(f"{hint}/{op_type}/out{j}") for j in range(n_out)]
+        self.nodes.append(
+            helper.make_node(op_type, inputs, outs, name=self.fresh(f"{hint}/{op_type}"), domain=domain, **attrs)
+        )
+        return outs
+
+    def op1(self, op_type: str, inputs: list[str], hint: str, domain: str | None = None, **attrs) -> str:
+        return self.op(op_type, inputs, hint, 1, domain, **attrs)[0]
+
+
+class _Builder:
+    def __init__(self, cfg: DecoderConfig) -> None:
+        self.cfg = cfg
+        self.g = _Graph()
+        self._blocksums: dict[str, str] = {}
+
+    # -- linear layers ---------------------------------------------------
+    def blocksum(self, x: str, k: int) -> str:
+        """Sum of each run of 32 inputs: ``[.., K] -> [.., K/32]`` (shared per input)."""
+        if x not in self._blocksums:
+            shaped = self.g.op1("Reshape", [x, self.g.const_i64([0, 0, k // BLOCK, BLOCK])], "blocksum")
+            self._blocksums[x] = self.g.op1(
+                "ReduceSum", [shaped, self.g.const_i64([-1])], "blocksum", keepdims=0
+            )
+        return self._blocksums[x]
+
+    def linear(self, x: str, w: LinearWeight, name: str) -> str:
+        n, k = w.shape
+        if isinstance(w, Int4Weight):
+            qw = self.g.init(f"{name}.qweight", w.packed)
+            sc = self.g.init(f"{name}.scales", w.scales.reshape(-1))
+            y = self.g.op1(
+                "MatMulNBits", [x, qw, sc], name, domain=MS_DOMAIN,
+                K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=self.cfg.accuracy_level,
+            )
+            if w.correction is not None:
+                corr = self.g.init(f"{name}.block_offset", w.correction)
+                y = self.g.op1("Add", [y, self.g.op1("MatMul", [self.blocksum(x, k), corr], name)], name)
+            return y
+        assert isinstance(w, DenseWeight)
+        wt = self.g.init(f"{name}.weight_t", np.ascontiguousarray(w.matrix.T))
+        return self.g.op1("MatMul", [x, wt], name)
+
+    def stacked_linear(self, x: str, ws: list[LinearWeight], name: str) -> str:
+        """Several projections of one input, concatenated along the last axis;
+        one operator when their weight kinds allow it."""
+        fused = concat_linear(ws)
+        if fused is not None:
+            return self.linear(x, fused, name)
+        parts = [self.linear(x, w, f"{name}.{j}") for j, w in enumerate(ws)]
+        return self.g.op1("Concat", parts, name, axis=-1)
+
+    # -- the network -------------------------------------------------------
+    def build(self, w: DecoderWeights) -> onnx.ModelProto:
+        cfg, g = self.cfg, self.g
+        hd, kvh = cfg.head_dim, cfg.n_head_kv
+
+        inputs = [
+            helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "total_seq"]),
+        ]
+        outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "seq", cfg.vocab_size])]
+        for i in range(cfg.n_layer):
+            for nm in (past_key(i), past_value(i)):
+                inputs.append(helper.make_tensor_value_info(nm, TensorProto.FLOAT, ["batch", kvh, "past_seq", hd]))
+            for nm in (present_key(i), present_value(i)):
+                outputs.append(helper.make_tensor_value_info(nm, TensorProto.FLOAT, ["batch", kvh, "total_seq", hd]))
+
+        # what GroupQueryAttention needs to know about the mask
+        mask_sum = g.op1("ReduceSum", [ATTENTION_MASK, g.const_i64([1])], "mask", keepdims=0)
+        seqlens_k = g.op1("Cast", [g.op1("Sub", [mask_sum, g.const_i64([1])], "mask")], "mask", to=TensorProto.INT32)
+        total_len = g.op1(
+            "Cast",
+            [g.op1("Squeeze", [g.op1("Shape", [ATTENTION_MASK], "mask", start=1, end=2), g.const_i64([0])], "mask")],
+            "mask",
+            to=TensorProto.INT32,
+        )
+        positions = np.arange(cfg.max_positions, dtype=np.float64)[:, None] * cfg.inv_freq[None, :]
+        cos = g.init("rotary.cos_cache", np.cos(positions).astype(np.float32))
+        sin = g.init("rotary.sin_cache", np.sin(positions).astype(np.float32))
+
+        embed = g.init("token_embd.weight", w.embed)
+        h = g.op1("Gather", [embed, INPUT_IDS], "embed", axis=0)
+
+        residual = h
+        pending: str | None = None  # output of the previous sub-layer, not yet added to the residual
+        for i, lw in enumerate(w.layers):
+            p = f"blk.{i}"
+            normed, residual = self.norm(pending, residual, lw.attn_norm, f"{p}.attn_norm")
+            qkv = self.stacked_linear(normed, [lw.q, lw.k, lw.v], f"{p}.attn_qkv")
+            attn, pk, pv = g.op(
+                "GroupQueryAttention",
+                [qkv, "", "", past_key(i), past_value(i), seqlens_k, total_len, cos, sin],
+                f"{p}.attn",
+                n_out=3,
+                domain=MS_DOMAIN,
+                num_heads=cfg.n_head,
+                kv_num_heads=kvh,
+                scale=float(1.0 / np.sqrt(hd)),
+                do_rotary=1,
+                rotary_interleaved=int(cfg.rope_interleaved),
+            )
+            g.nodes.append(helper.make_node("Identity", [pk], [present_key(i)], name=f"{p}.present_key"))
+            g.nodes.append(helper.make_node("Identity", [pv], [present_value(i)], name=f"{p}.present_value"))
+            pending = self.linear(attn, lw.o, f"{p}.attn_output")
+
+            normed, residual = self.norm(pending, residual, lw.ffn_norm, f"{p}.ffn_norm")
+            gate_up = self.stacked_linear(normed, [lw.gate, lw.up], f"{p}.ffn_gate_up")
+            gate, up = g.op("Split", [gate_up, g.const_i64([cfg.d_ff, cfg.d_ff])], f"{p}.ffn", n_out=2, axis=-1)
+            silu = g.op1("Mul", [gate, g.op1("Sigmoid", [gate], f"{p}.ffn")], f"{p}.ffn")
+            pending = self.linear(g.op1("Mul", [silu, up], f"{p}.ffn"), lw.down, f"{p}.ffn_down")
+
+        final, _ = self.norm(pending, residual, w.out_norm, "output_norm")
+        if w.output is None:
+            logits = self.tied_output(final, embed)
+        else:
+            logits = self.linear(final, w.output, "output")
+        g.nodes.append(helper.make_node("Identity", [logits], [LOGITS], name="logits"))
+
+        graph = helper.make_graph(g.nodes, "lmdesk-decoder", inputs, outputs, initializer=g.inits)
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+            producer_name="lmdesk",
+        )
+        model.ir_version = 10
+        return model
+
+    def norm(self, pending: str | None, residual: str, weight: np.ndarray, name: str) -> tuple[str, str]:
+        """RMS-normalize ``residual + pending``; return (normalized, new residual)."""
+        g = self.g
+        gamma = g.init(f"{name}.weight", weight.astype(np.float32))
+        if pending is None:
+            return g.op1("SimplifiedLayerNormalization", [residual, gamma], name, axis=-1, epsilon=self.cfg.rms_eps), residual
+        normed, _, _, summed = g.op(
+            "SkipSimplifiedLayerNormalization", [pending, residual, gamma], name, n_out=4,
+            domain=MS_DOMAIN, epsilon=self.cfg.rms_eps,
+        )
+        return normed, summed
+
+    def tied_output(self, x: str, embed: str) -> str:
+        """``x @ embed.T`` with the one copy of the embedding matrix."""
+        g = self.g
+        flat = g.op1("Reshape", [x, g.const_i64([-1, self.cfg.d_model])], "output")
+        y = g.op1("Gemm", [flat, embed], "output", transB=1)
+        lead = g.op1("Shape", [x], "output", start=0, end=-1)
+        shape = g.op1("Concat", [lead, g.const_i64([self.cfg.vocab_size])], "output", axis=0)
+        return g.op1("Reshape", [y, shape], "output")
+
+
+def build_decoder(cfg: DecoderConfig, weights: DecoderWeights) -> onnx.ModelProto:
+    """The ONNX decoder for ``weights``; see the module text for its inputs and outputs."""
+    return _Builder(cfg).build(weights)

@@ -1,0 +1,1 @@
+"""Qt widgets that render the core's state and emit user intents."""
