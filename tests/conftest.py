@@ -1,0 +1,48 @@
+"""Shared test set-up.
+
+Two models serve the tests: tiny GGUF files written by the tests themselves
+(``tests/tiny_gguf.py``; fast and deterministic), and the real default model,
+SmolLM2-135M-Instruct, prepared here once per machine (its verified GGUF file
+is kept in ``models/.cache/`` for the reference computations).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+from lmdesk.core import default_model  # noqa: E402
+
+CACHE = TESTS.parent / "models" / ".cache"
+
+
+@pytest.fixture(scope="session")
+def real_gguf() -> Path:
+    """The default model's GGUF file, fetched and verified once."""
+    path = CACHE / Path(default_model.GGUF_MEMBER).name
+    if not path.is_file():
+        default_model.fetch_default_gguf(CACHE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_model_dir(real_gguf: Path) -> Path:
+    """The prepared default model folder (prepared from the cached GGUF if missing)."""
+    folder = default_model.find_default_model()
+    if folder is None:
+        folder = default_model.prepare_default_model(source=real_gguf)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_model(real_model_dir: Path):
+    from lmdesk.core.model import LoadedModel
+
+    return LoadedModel(real_model_dir, threads=2)

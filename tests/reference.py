@@ -1,0 +1,305 @@
+"""Independent numpy reference forward pass for llama-architecture GGUF models.
+
+Deliberately plain and slow-ish: no KV cache, full causal attention recomputed
+for every position, float64 math.  It must NOT import anything from ``lmdesk``
+-- its whole point is to be an independent oracle for the converter tests.
+
+Semantics follow llama.cpp for ``general.architecture == 'llama'``:
+
+* GGUF tensor shape ``[ne0, ne1]`` dequantizes (``gguf.quants.dequantize``) to a
+  numpy array of shape ``(ne1, ne0) == (out_features, in_features)``, so a
+  linear layer is ``y = x @ W.T``.
+* RMSNorm: ``x / sqrt(mean(x**2) + eps) * weight``.
+* RoPE "normal" mode (LLAMA_ROPE_TYPE_NORM): ADJACENT pairs
+  ``(x[2i], x[2i+1])`` of each head are rotated by
+  ``pos * base**(-2i/n_rot)``; dims ``>= n_rot`` pass through unchanged.
+  (HF checkpoints use the "neox" half-split layout, but llama.cpp's
+  convert_hf_to_gguf.py permutes the q/k rows so adjacent pairs are correct.)
+* GQA: query head ``h`` uses kv head ``h // (n_head // n_head_kv)``;
+  scores scaled by ``1/sqrt(head_dim)``; causal softmax.
+* MLP: ``down(silu(gate(x)) * up(x))``; pre-norm residual blocks; final
+  ``output_norm`` then ``output`` (tied to ``token_embd`` when absent).
+
+Extras that are cheap to get right and also follow llama.cpp: optional
+``rope_freqs.weight`` (per-frequency divisors, Llama-3.1 style), ``linear``
+rope scaling (``{arch}.rope.scaling.factor``), ``{arch}.attention.key_length``
+/ ``value_length``.  YaRN / other scalings raise ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import gguf
+
+__all__ = ["ReferenceModel", "read_gguf_metadata"]
+
+
+def _field_value(field):
+    """Decode a GGUFReader field into a plain python value."""
+    return field.contents()
+
+
+def read_gguf_metadata(reader: gguf.GGUFReader) -> dict:
+    """All key/value metadata of a GGUF file as plain python values."""
+    out = {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF."):
+            continue
+        out[name] = _field_value(field)
+    return out
+
+
+class ReferenceModel:
+    """Slow, obviously-correct numpy forward pass of a llama GGUF model.
+
+    Parameters
+    ----------
+    gguf_path:
+        Path to the ``.gguf`` file.
+    rope_mode:
+        ``"normal"`` (default, what llama.cpp uses for ``llama``) or ``"neox"``
+        (half-split pairs).  Only meant for self-checks that demonstrate the
+        choice matters; leave at the default.
+    """
+
+    def __init__(self, gguf_path, *, rope_mode: str = "normal"):
+        if rope_mode not in ("normal", "neox"):
+            raise ValueError(f"unknown rope_mode {rope_mode!r}")
+        self.path = Path(gguf_path)
+        self.rope_mode = rope_mode
+        reader = gguf.GGUFReader(str(self.path))
+        self.metadata = read_gguf_metadata(reader)
+        md = self.metadata
+
+        self.arch = md["general.architecture"]
+        if self.arch != "llama":
+            raise NotImplementedError(f"reference only implements 'llama', got {self.arch!r}")
+        a = self.arch
+
+        def get(key, default=None, required=False):
+            full = f"{a}.{key}"
+            if full in md:
+                return md[full]
+            if required:
+                raise KeyError(f"missing GGUF metadata key {full!r}")
+            return default
+
+        self.n_layer = int(get("block_count", required=True))
+        self.d_model = int(get("embedding_length", required=True))
+        self.d_ff = int(get("feed_forward_length", required=True))
+        self.n_head = int(get("attention.head_count", required=True))
+        self.n_head_kv = int(get("attention.head_count_kv", self.n_head))
+        self.head_dim = int(get("attention.key_length", self.d_model // self.n_head))
+        self.head_dim_v = int(get("attention.value_length", self.head_dim))
+        self.rope_base = float(get("rope.freq_base", 10000.0))
+        self.rope_dim = int(get("rope.dimension_count", self.head_dim))
+        self.eps = float(get("attention.layer_norm_rms_epsilon", required=True))
+        self.context_length = get("context_length")
+
+        scaling_type = get("rope.scaling.type", "none")
+        scaling_factor = get("rope.scaling.factor", None)
+        if scaling_type in ("none", None) or (scaling_factor in (None, 0.0, 1.0) and scaling_type == "linear"):
+            self.rope_freq_scale = 1.0
+        elif scaling_type == "linear":
+            self.rope_freq_scale = 1.0 / float(scaling_factor)
+        else:
+            raise NotImplementedError(f"rope scaling type {scaling_type!r} not supported by the reference")
+
+        if self.n_head % self.n_head_kv != 0:
+            raise ValueError("n_head must be a multiple of n_head_kv")
+        if self.rope_dim % 2 != 0 or self.rope_dim > self.head_dim:
+            raise ValueError(f"bad rope dimension count {self.rope_dim} for head_dim {self.head_dim}")
+
+        # ---- tensors: dequantize everything once (stored float32; every
+        # supported quant type dequantizes exactly into float32) ----
+        self.tensor_types: dict[str, gguf.GGMLQuantizationType] = {}
+        self.tensor_gguf_shapes: dict[str, tuple[int, ...]] = {}
+        self.tensors: dict[str, np.ndarray] = {}
+        for t in reader.tensors:
+            arr = gguf.quants.dequantize(t.data, t.tensor_type)
+            arr = np.asarray(arr, dtype=np.float32)
+            gshape = tuple(int(x) for x in t.shape)  # GGUF order: ne0 first
+            expected = tuple(reversed(gshape))       # numpy order
+            arr = arr.reshape(expected)
+            self.tensors[t.name] = arr
+            self.tensor_types[t.name] = t.tensor_type
+            self.tensor_gguf_shapes[t.name] = gshape
+
+        tok = self.tensors["token_embd.weight"]
+        self.vocab_size = tok.shape[0]
+        if tok.shape != (self.vocab_size, self.d_model):
+            raise ValueError(f"token_embd has shape {tok.shape}")
+        self.tied_output = "output.weight" not in self.tensors
+        self._check_shapes()
+
+        # Precompute rope inverse frequencies (float64).
+        i = np.arange(self.rope_dim // 2, dtype=np.float64)
+        inv_freq = self.rope_base ** (-2.0 * i / self.rope_dim)
+        if "rope_freqs.weight" in self.tensors:
+            ff = self.tensors["rope_freqs.weight"].astype(np.float64).reshape(-1)[: self.rope_dim // 2]
+            inv_freq = inv_freq / ff
+        self.inv_freq = inv_freq * self.rope_freq_scale
+
+    # ------------------------------------------------------------------
+    def _check_shapes(self):
+        d, hd, hdv = self.d_model, self.head_dim, self.head_dim_v
+        want = {
+            "output_norm.weight": (d,),
+        }
+        for L in range(self.n_layer):
+            p = f"blk.{L}."
+            want.update({
+                p + "attn_norm.weight": (d,),
+                p + "attn_q.weight": (self.n_head * hd, d),
+                p + "attn_k.weight": (self.n_head_kv * hd, d),
+                p + "attn_v.weight": (self.n_head_kv * hdv, d),
+                p + "attn_output.weight": (d, self.n_head * hdv),
+                p + "ffn_norm.weight": (d,),
+                p + "ffn_gate.weight": (self.d_ff, d),
+                p + "ffn_up.weight": (self.d_ff, d),
+                p + "ffn_down.weight": (d, self.d_ff),
+            })
+        if not self.tied_output:
+            want["output.weight"] = (self.vocab_size, d)
+        for name, shape in want.items():
+            if name not in self.tensors:
+                raise KeyError(f"missing tensor {name}")
+            if self.tensors[name].shape != shape:
+                raise ValueError(f"{name}: shape {self.tensors[name].shape}, expected {shape}")
+
+    def w(self, name: str) -> np.ndarray:
+        """A weight as float64 numpy array (numpy layout, (out, in) for matrices)."""
+        return self.tensors[name].astype(np.float64)
+
+    @property
+    def output_weight(self) -> np.ndarray:
+        return self.tensors["token_embd.weight" if self.tied_output else "output.weight"]
+
+    # ------------------------------------------------------------------
+    def rms_norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * weight
+
+    def rope(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Apply rotary embedding.  x: [T, n_heads, head_dim]; positions: [T]."""
+        x = np.array(x, dtype=np.float64, copy=True)
+        ang = positions.astype(np.float64)[:, None] * self.inv_freq[None, :]  # [T, rope_dim/2]
+        cos = np.cos(ang)[:, None, :]
+        sin = np.sin(ang)[:, None, :]
+        r = self.rope_dim
+        if self.rope_mode == "normal":
+            x0 = x[..., 0:r:2].copy()
+            x1 = x[..., 1:r:2].copy()
+            x[..., 0:r:2] = x0 * cos - x1 * sin
+            x[..., 1:r:2] = x0 * sin + x1 * cos
+        else:  # neox: pairs (j, j + r/2)
+            h = r // 2
+            x0 = x[..., 0:h].copy()
+            x1 = x[..., h:r].copy()
+            x[..., 0:h] = x0 * cos - x1 * sin
+            x[..., h:r] = x0 * sin + x1 * cos
+        return x
+
+    def attention(self, x: np.ndarray, L: int, positions: np.ndarray) -> np.ndarray:
+        """Self-attention block output (before the residual add).  x: [T, d] (already normed)."""
+        T = x.shape[0]
+        p = f"blk.{L}."
+        q = x @ self.w(p + "attn_q.weight").T
+        k = x @ self.w(p + "attn_k.weight").T
+        v = x @ self.w(p + "attn_v.weight").T
+        q = q.reshape(T, self.n_head, self.head_dim)
+        k = k.reshape(T, self.n_head_kv, self.head_dim)
+        v = v.reshape(T, self.n_head_kv, self.head_dim_v)
+        q = self.rope(q, positions)
+        k = self.rope(k, positions)
+
+        group = self.n_head // self.n_head_kv
+        scale = 1.0 / math.sqrt(self.head_dim)
+        causal = np.tril(np.ones((T, T), dtype=bool))
+        out = np.empty((T, self.n_head, self.head_dim_v), dtype=np.float64)
+        for h in range(self.n_head):
+            kvh = h // group
+            scores = (q[:, h, :] @ k[:, kvh, :].T) * scale  # [T_q, T_k]
+            scores = np.where(causal, scores, -np.inf)
+            scores = scores - scores.max(axis=-1, keepdims=True)
+            probs = np.exp(scores)
+            probs = probs / probs.sum(axis=-1, keepdims=True)
+            out[:, h, :] = probs @ v[:, kvh, :]
+        out = out.reshape(T, self.n_head * self.head_dim_v)
+        return out @ self.w(p + "attn_output.weight").T
+
+    def mlp(self, x: np.ndarray, L: int) -> np.ndarray:
+        p = f"blk.{L}."
+        gate = x @ self.w(p + "ffn_gate.weight").T
+        up = x @ self.w(p + "ffn_up.weight").T
+        silu = gate / (1.0 + np.exp(-gate))
+        return (silu * up) @ self.w(p + "ffn_down.weight").T
+
+    def hidden_states(self, token_ids, positions=None) -> list[np.ndarray]:
+        """Residual stream after embedding and after every layer: list of n_layer+1 [T, d] arrays."""
+        ids = np.asarray(list(token_ids), dtype=np.int64)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ValueError("token_ids must be a non-empty 1-D sequence")
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError("token id out of range")
+        T = ids.size
+        positions = np.arange(T) if positions is None else np.asarray(positions)
+        x = self.tensors["token_embd.weight"][ids].astype(np.float64)
+        states = [x]
+        for L in range(self.n_layer):
+            p = f"blk.{L}."
+            h = self.rms_norm(x, self.w(p + "attn_norm.weight"))
+            x = x + self.attention(h, L, positions)
+            h = self.rms_norm(x, self.w(p + "ffn_norm.weight"))
+            x = x + self.mlp(h, L)
+            states.append(x)
+        return states
+
+    def forward(self, token_ids, positions=None) -> np.ndarray:
+        """Logits [len(token_ids), vocab] (float64) for every position.
+
+        ``positions`` defaults to ``0..T-1``; passing explicit positions is
+        only useful for self-checks (e.g. rotary position-shift invariance).
+        """
+        x = self.hidden_states(token_ids, positions)[-1]
+        x = self.rms_norm(x, self.w("output_norm.weight"))
+        return x @ self.output_weight.astype(np.float64).T
+
+    __call__ = forward
+
+
+# ----------------------------------------------------------------------
+# Independent tokenizer oracle (HF ``tokenizers``) for gpt2-style GGUF vocabs
+# ----------------------------------------------------------------------
+def build_hf_tokenizer(metadata: dict):
+    """Build a ``tokenizers.Tokenizer`` from GGUF ``tokenizer.ggml.*`` metadata.
+
+    Only ``tokenizer.ggml.model == 'gpt2'`` (byte-level BPE).  Tokens of type
+    CONTROL (3) / USER_DEFINED (4) are registered as special tokens so text
+    like ``<|im_start|>`` maps to its single id.  For ``pre == 'smollm'`` the
+    HF SmolLM pre-tokenizer (individual digits, then byte-level) is used;
+    otherwise plain GPT-2 byte-level splitting.
+    """
+    from tokenizers import Tokenizer, AddedToken, decoders, models, pre_tokenizers
+
+    if metadata.get("tokenizer.ggml.model") != "gpt2":
+        raise NotImplementedError("only gpt2-style BPE vocabularies are supported")
+    tokens = list(metadata["tokenizer.ggml.tokens"])
+    types = list(metadata.get("tokenizer.ggml.token_type", [1] * len(tokens)))
+    merges = [tuple(m.split(" ", 1)) for m in metadata["tokenizer.ggml.merges"]]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if metadata.get("tokenizer.ggml.pre") == "smollm":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    specials = [AddedToken(t, special=True, normalized=False)
+                for t, ty in zip(tokens, types) if int(ty) in (3, 4)]
+    tok.add_special_tokens(specials)
+    for t in specials:
+        assert tok.token_to_id(t.content) == vocab[t.content]
+    return tok

@@ -1,0 +1,323 @@
+"""The GGUF importer against an independent numpy forward pass (tests/reference.py)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as Q
+from reference import ReferenceModel
+from tiny_gguf import write_tiny_gguf
+
+from lmdesk.core import gguf_import
+from lmdesk.core.errors import ModelImportError
+from lmdesk.core.gguf_import import import_gguf
+from lmdesk.core.model import LoadedModel
+from lmdesk.core.quant_repack import Int4Weight, repack_linear
+
+TOL = 1e-3  # max |logit difference| allowed against the float64 reference
+TEXT = "the cat sat on the mat, then thought about it: 12 + 30 = 42"
+
+
+def _import(tmp_path: Path, **kw) -> tuple[Path, Path]:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", **kw)
+    out = tmp_path / "model"
+    import_gguf(src, out)
+    return src, out
+
+
+TINY_CASES = {
+    "f32-gqa2": dict(weight_type=Q.F32),
+    "f16-untied-3heads-mqa": dict(weight_type=Q.F16, d_model=96, n_head=3, n_head_kv=1, d_ff=160, tied=False),
+    "bf16-mha": dict(weight_type=Q.BF16, n_head=4, n_head_kv=4),
+    "q4_0-wide": dict(weight_type=Q.Q4_0, d_model=128, n_head=4, n_head_kv=2, d_ff=256, n_layer=3),
+    "q4_1-gqa2": dict(weight_type=Q.Q4_1, n_head=2, n_head_kv=1),
+    "q4_1-q8_0-embed": dict(weight_type=Q.Q4_1, embed_type=Q.Q8_0, d_model=128, n_head=8, n_head_kv=2),
+    "q8_0": dict(weight_type=Q.Q8_0),
+    "q5_0-dequantized": dict(weight_type=Q.Q5_0),
+    "q5_1-untied-q4_0-output": dict(weight_type=Q.Q5_1, tied=False, output_type=Q.Q4_0),
+}
+
+
+@pytest.mark.parametrize("case", list(TINY_CASES))
+def test_tiny_model_matches_reference(tmp_path: Path, case: str) -> None:
+    src, out = _import(tmp_path, **TINY_CASES[case])
+    model = LoadedModel(out, threads=1)
+    ids = model.tokenizer.encode(TEXT).ids
+    assert len(ids) > 20
+    logits, cache = model.forward(ids, model.empty_cache())
+    ref = ReferenceModel(src).forward(ids)
+    assert logits.shape == ref.shape
+    assert np.abs(ref).max() > 0.5  # the test model says something, so a difference would show
+    assert np.abs(logits - ref).max() < TOL
+    assert cache.length == len(ids)
+
+
+@pytest.mark.parametrize("case", ["q4_1-gqa2", "f16-untied-3heads-mqa"])
+def test_tiny_model_cached_steps_equal_prefill(tmp_path: Path, case: str) -> None:
+    _, out = _import(tmp_path, **TINY_CASES[case])
+    model = LoadedModel(out, threads=1)
+    ids = model.tokenizer.encode(TEXT).ids
+    full, _ = model.forward(ids, model.empty_cache())
+    # one token at a time
+    cache = model.empty_cache()
+    rows = []
+    for t in ids:
+        row, cache = model.forward([t], cache)
+        rows.append(row[0])
+    assert np.abs(np.array(rows) - full).max() < 1e-4
+    # a chunk after a cached prefix, and again after truncating the cache
+    head, cache = model.forward(ids[:7], model.empty_cache())
+    tail, _ = model.forward(ids[7:], cache)
+    assert np.abs(np.concatenate([head, tail]) - full).max() < 1e-4
+    tail2, _ = model.forward(ids[4:], cache.truncated(4))
+    assert np.abs(tail2 - full[4:]).max() < 1e-4
+
+
+def _raw_blocks(kind: Q, rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
+    raw = gguf.quants.quantize(w, kind)
+    return raw, gguf.quants.dequantize(raw, kind)
+
+
+@pytest.mark.parametrize("kind", [Q.Q4_0, Q.Q4_1])
+def test_int4_repack_reproduces_the_gguf_weights(kind: Q) -> None:
+    raw, expected = _raw_blocks(kind, 48, 96)
+    w = repack_linear(raw, kind, (48, 96))
+    assert isinstance(w, Int4Weight)
+    assert w.packed.shape == (48, 3, 16) and w.scales.shape == (48, 3)
+    assert (w.correction is None) == (kind == Q.Q4_0)
+    # the nibbles are GGUF's own: unpacking them yields the same 4-bit codes
+    assert np.abs(w.dequantize() - expected).max() <= 1e-7 * np.abs(expected).max()
+    if kind == Q.Q4_0:  # no correction term at all: bit-for-bit equal
+        assert np.array_equal(w.dequantize(), expected)
+
+
+def test_q8_0_is_dequantized_exactly() -> None:
+    raw, expected = _raw_blocks(Q.Q8_0, 16, 64)
+    w = repack_linear(raw, Q.Q8_0, (16, 64))
+    assert np.array_equal(w.matrix, expected)
+
+
+# -- the real default model -------------------------------------------------
+
+REAL_PROMPTS = [
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+    "Once upon a time, in a small village by the sea, there lived",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+    "Café, naïve, 你好, 👋 — 1234567 ÷ 89!",
+]
+
+
+@pytest.fixture(scope="module")
+def real_reference(real_gguf: Path) -> ReferenceModel:
+    return ReferenceModel(real_gguf)
+
+
+@pytest.mark.realmodel
+@pytest.mark.parametrize("prompt", REAL_PROMPTS, ids=["chat", "story", "code", "unicode"])
+def test_real_model_matches_reference(real_model: LoadedModel, real_reference: ReferenceModel, prompt: str) -> None:
+    ids = real_model.tokenizer.encode(prompt).ids
+    logits, _ = real_model.forward(ids, real_model.empty_cache())
+    ref = real_reference.forward(ids)
+    diff = np.abs(logits - ref).max()
+    assert diff < TOL, f"max |Δlogit| = {diff}"
+    assert np.array_equal(logits.argmax(-1), ref.argmax(-1))
+
+
+@pytest.mark.realmodel
+def test_real_model_cached_steps_equal_prefill(real_model: LoadedModel) -> None:
+    ids = real_model.tokenizer.encode(REAL_PROMPTS[0] + "The capital of France is Paris.").ids
+    full, _ = real_model.forward(ids, real_model.empty_cache())
+    rows, cache = real_model.forward(ids[:10], real_model.empty_cache())
+    rows = list(rows)
+    for t in ids[10:]:
+        row, cache = real_model.forward([t], cache)
+        rows.append(row[0])
+    assert np.abs(np.array(rows) - full).max() < TOL
+
+
+@pytest.mark.realmodel
+def test_real_model_knows_paris(real_model: LoadedModel) -> None:
+    ids = real_model.tokenizer.encode("The capital of France is").ids
+    logits, _ = real_model.forward(ids, real_model.empty_cache())
+    assert real_model.tokenizer.id_to_token(int(logits[-1].argmax())) == "ĠParis"
+
+
+@pytest.mark.realmodel
+def test_real_model_folder_describes_itself(real_model_dir: Path) -> None:
+    manifest = json.loads((real_model_dir / "manifest.json").read_text())
+    assert manifest["source"]["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    assert manifest["dimensions"] == {
+        "n_layer": 30, "d_model": 576, "n_head": 9, "n_head_kv": 3, "head_dim": 64, "d_ff": 1536, "vocab_size": 49152,
+    }
+    assert manifest["tokens"]["eos_id"] == 2 and manifest["tokens"]["add_bos"] is False
+    assert set(manifest["tokens"]["stop_ids"]) == {0, 2}
+    assert manifest["weights"]["gguf_tensor_types"] == {"F32": 61, "Q4_1": 210, "Q8_0": 1}
+    assert "<|im_start|>" in (real_model_dir / "chat_template.jinja").read_text()
+    # weights are not stored twice nor dequantized: 4-bit matrices + one float32 embedding
+    size = (real_model_dir / "model.onnx").stat().st_size
+    assert 150e6 < size < 230e6
+
+
+# -- bad input ------------------------------------------------------------------
+
+def _one_sentence(message: str) -> None:
+    assert message and "\n" not in message and "Traceback" not in message
+    assert message.rstrip().endswith((".", ")")), message
+
+
+def test_not_a_gguf_file(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("hello, I am a text file")
+    with pytest.raises(ModelImportError, match="not a GGUF model file") as err:
+        import_gguf(bad, tmp_path / "out")
+    _one_sentence(str(err.value))
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_gguf(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", weight_type=Q.Q4_1)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ModelImportError, match="damaged or incomplete") as err:
+        import_gguf(cut, tmp_path / "out")
+    _one_sentence(str(err.value))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.gguf", "tiny.gguf"]
+
+
+def test_corrupt_header(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")
+    data = bytearray(src.read_bytes())
+    data[8:16] = (10**12).to_bytes(8, "little")  # absurd tensor count
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelImportError, match="damaged or incomplete"):
+        import_gguf(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_weights_are_refused(tmp_path: Path) -> None:
+    import tiny_gguf
+
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", weight_type=Q.F32)
+    reader = gguf.GGUFReader(src)
+    t = next(t for t in reader.tensors if t.name == "blk.1.ffn_up.weight")
+    data = bytearray(src.read_bytes())
+    nan = np.array([np.nan], np.float32).tobytes()
+    data[t.data_offset : t.data_offset + 4] = nan
+    bad = tmp_path / "nan.gguf"
+    bad.write_bytes(bytes(data))
+    assert tiny_gguf  # the writer made the file; the damage is ours
+    with pytest.raises(ModelImportError, match="blk.1.ffn_up.weight"):
+        import_gguf(bad, tmp_path / "out")
+
+
+def test_unsupported_architecture(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", arch="mamba")
+    with pytest.raises(ModelImportError, match="'mamba' model; lmdesk can import these architectures: llama") as err:
+        import_gguf(src, tmp_path / "out")
+    _one_sentence(str(err.value))
+
+
+def test_head_size_onnxruntime_cannot_run(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", d_model=64, n_head=8, n_head_kv=2)
+    with pytest.raises(ModelImportError, match="heads of 8 numbers; lmdesk needs a multiple of 16") as err:
+        import_gguf(src, tmp_path / "out")
+    _one_sentence(str(err.value))
+
+
+def test_missing_tokenizer(tmp_path: Path) -> None:
+    path = tmp_path / "notok.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    for key, value in [("block_count", 1), ("embedding_length", 32), ("feed_forward_length", 64),
+                       ("attention.head_count", 2), ("context_length", 64)]:
+        w.add_uint32(f"llama.{key}", value)
+    w.add_tensor("token_embd.weight", np.zeros((50, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ModelImportError, match="tokenizer") as err:
+        import_gguf(path, tmp_path / "out")
+    _one_sentence(str(err.value))
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_disk_space_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")
+    monkeypatch.setattr(gguf_import.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
+    with pytest.raises(ModelImportError, match="Not enough disk space") as err:
+        import_gguf(src, tmp_path / "out")
+    _one_sentence(str(err.value))
+
+
+def test_disk_full_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")
+
+    def full(*args, **kwargs):
+        Path(args[1]).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gguf_import.onnx, "save_model", full)
+    with pytest.raises(ModelImportError, match="became full"):
+        import_gguf(src, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]
+
+
+def test_existing_folder_is_kept_unless_asked(tmp_path: Path) -> None:
+    src, out = _import(tmp_path)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(ModelImportError, match="already exists"):
+        import_gguf(src, out)
+    assert (out / "manifest.json").read_text() == before
+    import_gguf(src, out, overwrite=True)
+    assert LoadedModel(out).vocab_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "tiny.gguf"]
+
+
+def test_cancel_leaves_nothing(tmp_path: Path) -> None:
+    from lmdesk.core.errors import Cancelled
+
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=3)
+    seen: list[str] = []
+
+    def progress(fraction: float, message: str) -> None:
+        seen.append(message)
+
+    with pytest.raises(Cancelled):
+        import_gguf(src, tmp_path / "out", progress=progress, should_cancel=lambda: len(seen) >= 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]
+
+
+def test_cli_error_is_one_sentence(tmp_path: Path) -> None:
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmdesk", "import-gguf", str(bad), "--out", str(tmp_path / "m")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("lmdesk:")]
+    assert len(lines) == 1 and "damaged or incomplete" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_imports_a_model(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", weight_type=Q.Q4_0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmdesk", "import-gguf", str(src), "--out", str(tmp_path / "m")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Imported" in proc.stdout and "2 layers" in proc.stdout
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["weights"]["gguf_tensor_types"]["Q4_0"] == 15  # 2 layers x 7 matrices + the embedding

@@ -1,0 +1,286 @@
+"""Writer of tiny random llama-architecture GGUF models for tests.
+
+``write_tiny_gguf(path, ...)`` produces a complete, loadable GGUF file: all
+hyper-parameter metadata, a small but real GPT-2 style byte-level BPE
+tokenizer (3 ChatML control tokens, the 256 byte-level symbols, ~50 merges), a
+ChatML chat template and random weights quantized with ``gguf.quants``.
+
+Deliberately independent of ``lmdesk``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import gguf
+from gguf import GGMLQuantizationType
+
+__all__ = [
+    "write_tiny_gguf",
+    "bytes_to_unicode",
+    "tiny_tokenizer_vocab",
+    "CHATML_TEMPLATE",
+    "SPECIAL_TOKENS",
+    "MERGES",
+]
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# Merge rules, in priority order, written as the two byte-level pieces.
+# Every piece must be a byte-level symbol or the result of an earlier merge.
+MERGES: list[tuple[str, str]] = [
+    ("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("Ġ", "i"), ("i", "n"), ("Ġ", "a"),
+    ("e", "r"), ("o", "n"), ("r", "e"), ("a", "t"), ("e", "n"),
+    ("Ġ", "s"), ("Ġ", "w"), ("o", "u"), ("i", "s"), ("Ġ", "o"),
+    ("Ġ", "c"), ("a", "n"), ("e", "s"), ("o", "r"), ("in", "g"),
+    ("u", "s"), ("Ġ", "b"), ("Ġ", "f"), ("Ġ", "p"), ("Ġ", "m"),
+    ("l", "l"), ("a", "r"), ("Ġ", "h"), ("Ġ", "d"), ("Ġo", "f"),
+    ("n", "d"), ("Ġa", "nd"), ("Ġi", "s"), ("Ġt", "o"), ("Ġw", "h"),
+    ("Ġwh", "at"), ("Ġc", "a"), ("Ġca", "p"), ("i", "t"), ("a", "l"),
+    ("it", "al"), ("Ġcap", "ital"), ("Ġ", "F"), ("r", "an"), ("Ġ", "P"),
+    ("ar", "is"), ("Ġ", "Ġ"), ("Ċ", "Ċ"), ("us", "er"), ("Ġ", "y"),
+    ("Ġy", "ou"), ("Ġ", "I"), ("Ġ", "T"), ("Ġ", "W"), ("o", "w"),
+]
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable unicode character mapping."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def _checked_merges() -> list[tuple[str, str]]:
+    """MERGES, asserting each uses known pieces and yields a new token."""
+    symbols = set(bytes_to_unicode().values())
+    for a, b in MERGES:
+        assert a in symbols and b in symbols, f"merge {a!r} {b!r} uses an unknown piece"
+        assert a + b not in symbols, f"merge {a!r} {b!r} duplicates an existing token"
+        symbols.add(a + b)
+    return list(MERGES)
+
+
+def tiny_tokenizer_vocab() -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token_types, merges) of the tiny byte-level BPE tokenizer."""
+    b2u = bytes_to_unicode()
+    tokens = list(SPECIAL_TOKENS)
+    types = [int(gguf.TokenType.CONTROL)] * len(SPECIAL_TOKENS)
+    for byte in range(256):
+        tokens.append(b2u[byte])
+        types.append(int(gguf.TokenType.NORMAL))
+    merges = []
+    for a, b in _checked_merges():
+        tokens.append(a + b)
+        types.append(int(gguf.TokenType.NORMAL))
+        merges.append(f"{a} {b}")
+    assert len(set(tokens)) == len(tokens)
+    return tokens, types, merges
+
+
+_BLOCK_TYPES = {
+    GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1,
+    GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1,
+    GGMLQuantizationType.Q8_0,
+}
+SUPPORTED_TYPES = (
+    GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
+    *sorted(_BLOCK_TYPES, key=int),
+)
+
+
+def _add_weight(writer: gguf.GGUFWriter, name: str, arr: np.ndarray, qtype: GGMLQuantizationType) -> None:
+    """Add a (numpy layout) float tensor, quantized to qtype."""
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    qtype = GGMLQuantizationType(qtype)
+    if qtype == GGMLQuantizationType.F32:
+        writer.add_tensor(name, arr)
+    elif qtype == GGMLQuantizationType.F16:
+        writer.add_tensor(name, arr.astype(np.float16))
+    elif qtype in _BLOCK_TYPES or qtype == GGMLQuantizationType.BF16:
+        block, _ = gguf.GGML_QUANT_SIZES[qtype]
+        if arr.shape[-1] % block != 0:
+            raise ValueError(f"{name}: row length {arr.shape[-1]} not a multiple of {block} for {qtype.name}")
+        q = gguf.quants.quantize(arr, qtype)  # uint8, shape (*rows, bytes_per_row)
+        assert q.dtype == np.uint8
+        # raw_shape is the numpy *byte* shape; the writer converts it to the
+        # element shape (quant_shape_from_byte_shape) and reverses to GGUF order.
+        writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
+    else:
+        raise NotImplementedError(f"tiny_gguf does not write {qtype!r}")
+
+
+def write_tiny_gguf(
+    path,
+    *,
+    n_layer: int = 2,
+    d_model: int = 64,
+    n_head: int = 4,
+    n_head_kv: int = 2,
+    d_ff: int = 128,
+    vocab: int | None = None,
+    ctx: int = 128,
+    rope_base: float = 10000.0,
+    eps: float = 1e-5,
+    weight_type: GGMLQuantizationType = GGMLQuantizationType.F32,
+    embed_type: GGMLQuantizationType | None = None,
+    output_type: GGMLQuantizationType | None = None,
+    tied: bool = True,
+    seed: int = 0,
+    chat_template: str | None = CHATML_TEMPLATE,
+    arch: str = "llama",
+    extra_metadata: dict | None = None,
+    weight_scale: float | None = None,
+) -> Path:
+    """Write a tiny random llama GGUF model to ``path`` and return the path.
+
+    * ``vocab``: None -> exactly the tokenizer's size (``len(tokens)`` == 315).
+      A larger value pads the vocab with NORMAL tokens ``<|pad_N|>`` (no
+      merges); smaller values are rejected.
+    * ``weight_type``: type of every 2-D matrix in the blocks.
+    * ``embed_type``: type of ``token_embd.weight`` (default: ``weight_type``).
+    * ``output_type``: type of ``output.weight`` when ``tied=False``
+      (default: ``embed_type`` or ``weight_type``).
+    * Norm weights are always F32 (``1 + 0.1*N(0,1)``).  Matrices are
+      ``N(0, weight_scale)`` with ``weight_scale`` defaulting to
+      ``0.4/sqrt(in_features)``; q/k get 2.5x that so attention is clearly
+      non-uniform (score std ~1) and RoPE matters; attn_output/ffn_down get
+      5x so each block changes the residual stream about as much as the
+      embedding (otherwise a tied model just predicts its input token).
+      Embedding (and untied output) rows are ``N(0, 2/sqrt(d_model))`` so
+      logits have std ~2: they vary a lot but softmax does not saturate.
+    * ``extra_metadata``: {key: value} added after everything else. Values
+      may be ``(value, GGUFValueType)`` tuples to force a type; otherwise
+      bool/int/float/str/list are mapped to BOOL/UINT32/FLOAT32/STRING/ARRAY.
+      ``{arch}`` in keys is formatted with the architecture name.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    weight_type = GGMLQuantizationType(weight_type)
+    embed_type = GGMLQuantizationType(embed_type) if embed_type is not None else weight_type
+    output_type = GGMLQuantizationType(output_type) if output_type is not None else embed_type
+    if d_model % n_head != 0:
+        raise ValueError("d_model must be divisible by n_head")
+    if n_head % n_head_kv != 0:
+        raise ValueError("n_head must be divisible by n_head_kv")
+    head_dim = d_model // n_head
+
+    tokens, token_types, merges = tiny_tokenizer_vocab()
+    if vocab is None:
+        vocab = len(tokens)
+    if vocab < len(tokens):
+        raise ValueError(f"vocab must be >= {len(tokens)} (the tokenizer's size)")
+    for i in range(vocab - len(tokens)):
+        tokens.append(f"<|pad_{i}|>")
+        token_types.append(int(gguf.TokenType.NORMAL))
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_name(f"tiny-{arch}-{n_layer}L-{d_model}d-seed{seed}")
+    w.add_type("model")
+    w.add_context_length(ctx)
+    w.add_embedding_length(d_model)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(d_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_freq_base(float(rope_base))
+    w.add_rope_dimension_count(head_dim)
+    w.add_layer_norm_rms_eps(float(eps))
+    w.add_vocab_size(vocab)
+    w.add_file_type(_file_type(weight_type))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(token_types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(0)  # <|endoftext|>; add_bos_token is False anyway
+    w.add_eos_token_id(2)  # <|im_end|>
+    w.add_unk_token_id(0)
+    w.add_pad_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_add_eos_token(False)
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
+
+    for key, value in (extra_metadata or {}).items():
+        _add_kv(w, key.format(arch=arch), value)
+
+    # ---- weights ----
+    def mat(out_f, in_f, gain=1.0):
+        scale = weight_scale if weight_scale is not None else 0.4 / np.sqrt(in_f)
+        return rng.normal(0.0, gain * scale, size=(out_f, in_f)).astype(np.float32)
+
+    embed_scale = 2.0 / np.sqrt(d_model)
+
+    def norm(n):
+        return (1.0 + 0.1 * rng.normal(size=(n,))).astype(np.float32)
+
+    _add_weight(w, "token_embd.weight", rng.normal(0.0, embed_scale, size=(vocab, d_model)).astype(np.float32), embed_type)
+    for L in range(n_layer):
+        p = f"blk.{L}."
+        _add_weight(w, p + "attn_norm.weight", norm(d_model), GGMLQuantizationType.F32)
+        _add_weight(w, p + "attn_q.weight", mat(n_head * head_dim, d_model, 2.5), weight_type)
+        _add_weight(w, p + "attn_k.weight", mat(n_head_kv * head_dim, d_model, 2.5), weight_type)
+        _add_weight(w, p + "attn_v.weight", mat(n_head_kv * head_dim, d_model), weight_type)
+        _add_weight(w, p + "attn_output.weight", mat(d_model, n_head * head_dim, 5.0), weight_type)
+        _add_weight(w, p + "ffn_norm.weight", norm(d_model), GGMLQuantizationType.F32)
+        _add_weight(w, p + "ffn_gate.weight", mat(d_ff, d_model), weight_type)
+        _add_weight(w, p + "ffn_up.weight", mat(d_ff, d_model), weight_type)
+        _add_weight(w, p + "ffn_down.weight", mat(d_model, d_ff, 5.0), weight_type)
+    _add_weight(w, "output_norm.weight", norm(d_model), GGMLQuantizationType.F32)
+    if not tied:
+        # scaled like the embedding so untied logits have a similar range
+        _add_weight(w, "output.weight", rng.normal(0.0, embed_scale, size=(vocab, d_model)).astype(np.float32), output_type)
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _file_type(t: GGMLQuantizationType) -> int:
+    ft = gguf.LlamaFileType
+    return int({
+        GGMLQuantizationType.F32: ft.ALL_F32,
+        GGMLQuantizationType.F16: ft.MOSTLY_F16,
+        GGMLQuantizationType.BF16: ft.MOSTLY_BF16,
+        GGMLQuantizationType.Q4_0: ft.MOSTLY_Q4_0,
+        GGMLQuantizationType.Q4_1: ft.MOSTLY_Q4_1,
+        GGMLQuantizationType.Q5_0: ft.MOSTLY_Q5_0,
+        GGMLQuantizationType.Q5_1: ft.MOSTLY_Q5_1,
+        GGMLQuantizationType.Q8_0: ft.MOSTLY_Q8_0,
+    }[t])
+
+
+def _add_kv(w: gguf.GGUFWriter, key: str, value) -> None:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], gguf.GGUFValueType):
+        w.add_key_value(key, value[0], value[1])
+        return
+    if isinstance(value, bool):
+        w.add_bool(key, value)
+    elif isinstance(value, int):
+        w.add_uint32(key, value)
+    elif isinstance(value, float):
+        w.add_float32(key, value)
+    elif isinstance(value, str):
+        w.add_string(key, value)
+    elif isinstance(value, (list, tuple)):
+        w.add_array(key, list(value))
+    else:
+        raise TypeError(f"cannot write metadata {key}={value!r}")
