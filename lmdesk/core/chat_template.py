@@ -61,3 +61,71 @@ class ChatTemplate:
             raise
         except Exception as exc:  # a template may fail in any way jinja2 allows
             raise ChatTemplateError(f"The model's chat template failed on this conversation ({exc}).") from exc
+
+
+_SENTINEL = "\u2063lmdesk-content\u2063"
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """Where one message landed in a rendered conversation (character offsets)."""
+
+    role: str
+    start: int
+    end: int
+    content_start: int
+    content_end: int
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    messages: tuple[RenderedMessage, ...]  # in order; the generation prompt, if any, follows the last one
+
+
+def render_with_spans(template: ChatTemplate, messages: Sequence[Message], *, add_generation_prompt: bool) -> Rendered:
+    """Render ``messages`` and tell, for each, which characters it covers
+    and where its content sits among the template's markers.
+
+    Spans come from rendering growing prefixes of the conversation; a
+    template whose output for a prefix is not a prefix of the whole (rare)
+    gets one span covering everything.
+    """
+    text = template.render(messages, add_generation_prompt=add_generation_prompt)
+    spans: list[RenderedMessage] = []
+    start = 0
+    for j, msg in enumerate(messages):
+        upto = template.render(messages[: j + 1], add_generation_prompt=False)
+        if not text.startswith(upto) or len(upto) < start:
+            return Rendered(text, (RenderedMessage(messages[-1].role, 0, len(text), 0, 0),))
+        end = len(upto)
+        c_start = c_end = start
+        probe = template.render([*messages[:j], Message(msg.role, _SENTINEL)], add_generation_prompt=False)
+        at = probe.find(_SENTINEL, start)
+        if at >= 0 and text[at : at + len(msg.content)] == msg.content:
+            c_start, c_end = at, at + len(msg.content)
+        else:  # the template changed the content (trimmed it, say): find what is left of it
+            found = text.rfind(msg.content.strip(), start, end) if msg.content.strip() else -1
+            if found >= 0:
+                c_start, c_end = found, found + len(msg.content.strip())
+        spans.append(RenderedMessage(msg.role, start, end, c_start, c_end))
+        start = end
+    return Rendered(text, tuple(spans))
+
+
+def default_system_prompt(template: ChatTemplate) -> str | None:
+    """The system prompt a template puts in when the conversation has none,
+    or None if it adds none."""
+    probe = [Message("user", "Hello")]
+    try:
+        without = template.render(probe)
+        with_sentinel = template.render([Message("system", _SENTINEL), *probe])
+    except ChatTemplateError:
+        return None
+    if _SENTINEL not in with_sentinel:
+        return None
+    before, after = with_sentinel.split(_SENTINEL, 1)
+    if without.startswith(before) and without.endswith(after) and len(without) >= len(before) + len(after):
+        found = without[len(before) : len(without) - len(after)]
+        return found or None
+    return None

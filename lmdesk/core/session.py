@@ -1,0 +1,365 @@
+"""A session: one model, one document, and the edits a student makes to it.
+
+The session keeps the KV cache of the whole document, so an edit recomputes
+only what it changed: appending runs the new tokens, truncating or replacing
+at position i reuses the cache of the first i tokens. Statistics are computed
+chunk by chunk while the document is extended, so no more than
+``chunk_size × vocabulary`` logits are held at once.
+
+Only one thread may use a session at a time (in the app, the worker thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chat_template import ChatTemplate, Message, default_system_prompt, render_with_spans
+from .document import CONTENT, MARKUP, DocToken, Document, Segment, same_prefix
+from .errors import Cancelled, LmdeskError
+from .model import KVCache, LoadedModel
+from .sampling import SamplingSettings, draw, new_seed, transformed_probs
+from .stats import LN2, log_softmax, position_stats
+from .token_text import TokenTextTable
+
+Progress = Callable[[int, int], None]  # (tokens done, tokens to do)
+ShouldCancel = Callable[[], bool]
+TEXT = Segment("text", None)
+HISTORY_LIMIT = 500
+
+
+class EditError(LmdeskError):
+    """An edit that cannot be made to the document as it is."""
+
+
+@dataclass(frozen=True)
+class NextDistribution:
+    """The distribution of the token after the document's end."""
+
+    ids: tuple[int, ...]  # the top-k by the model's own probability
+    probs: tuple[float, ...]  # the model's own probabilities (temperature 1)
+    sampled_probs: tuple[float, ...]  # the same tokens' probabilities under the sampling settings
+    entropy: float  # bits, of the model's own distribution
+    sampled_top_ids: tuple[int, ...]  # the top-k under the sampling settings (they may differ)
+    sampled_top_probs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class GenerationEvent:
+    index: int  # position of the new token in the document
+    token: DocToken
+    sampled_prob: float  # its probability under the sampling settings
+    seed: int | None  # None for greedy
+    finished: str | None  # "stop" (end of turn), "length", "context", or None while going on
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    tokens: tuple[DocToken, ...]
+    segments: tuple[Segment, ...]
+
+
+class Session:
+    def __init__(self, model: LoadedModel, *, top_k: int = 20, chunk_size: int = 256) -> None:
+        self.model = model
+        self.top_k = top_k
+        self.chunk_size = chunk_size
+        self.doc = Document()
+        self._cache: KVCache = model.empty_cache()
+        self._next_logits: np.ndarray | None = None
+        self._history: list[_Snapshot] = []
+        self.token_text = TokenTextTable(model.tokenizer, model.special_ids)
+        tokens = model.manifest.get("tokens", {})
+        self.template = (
+            ChatTemplate(model.chat_template, bos_token=tokens.get("bos_token"), eos_token=tokens.get("eos_token"))
+            if model.chat_template
+            else None
+        )
+        self.default_system_prompt = default_system_prompt(self.template) if self.template else None
+        self.system_prompt: str | None = self.default_system_prompt
+
+    # -- reading -----------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        return self.doc.ids
+
+    def text(self, start: int = 0, stop: int | None = None) -> str:
+        return self.model.tokenizer.decode(self.ids[start:stop], skip_special_tokens=False)
+
+    def next_logits(self) -> np.ndarray:
+        if self._next_logits is None:
+            raise EditError("The document is empty: there is nothing to predict from yet.")
+        return self._next_logits
+
+    def next_distribution(self, k: int | None = None, settings: SamplingSettings | None = None) -> NextDistribution:
+        logits = self.next_logits()
+        k = k or self.top_k
+        lp = log_softmax(logits)
+        probs = np.exp(lp)
+        top = np.argsort(-probs, kind="stable")[:k]
+        sampled = transformed_probs(logits, settings) if settings is not None else probs
+        s_top = np.argsort(-sampled, kind="stable")[:k]
+        return NextDistribution(
+            ids=tuple(int(i) for i in top),
+            probs=tuple(float(probs[i]) for i in top),
+            sampled_probs=tuple(float(sampled[i]) for i in top),
+            entropy=float(-(probs * lp).sum() / LN2),
+            sampled_top_ids=tuple(int(i) for i in s_top),
+            sampled_top_probs=tuple(float(sampled[i]) for i in s_top),
+        )
+
+    def messages(self) -> list[Message]:
+        """The conversation as messages, read back from the document's tokens."""
+        out: list[Message] = []
+        for seg, toks in self.doc.message_tokens():
+            if seg.message is None:
+                continue
+            content = [t.id for t in toks if t.kind == CONTENT]
+            out.append(Message(seg.role, self.model.tokenizer.decode(content, skip_special_tokens=False)))
+        return out
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    # -- the machinery -----------------------------------------------------------
+    def _snapshot(self) -> None:
+        self._history.append(_Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments)))
+        del self._history[:-HISTORY_LIMIT]
+
+    def _check_room(self, extra: int) -> None:
+        limit = self.model.context_length
+        if len(self.doc) + extra > limit:
+            raise EditError(
+                f"That would make the document {len(self.doc) + extra} tokens long; this model reads at most {limit}."
+            )
+
+    def _truncate(self, n: int) -> None:
+        """Keep the first ``n`` tokens; the cache of the prefix is reused."""
+        if not 0 <= n <= len(self.doc):
+            raise EditError(f"There is no position {n} in a document of {len(self.doc)} tokens.")
+        if n == len(self.doc) and self._cache.length == n:
+            return
+        self.doc.truncate(n)
+        if n == 0:
+            self._cache = self.model.empty_cache()
+            self._next_logits = None
+            return
+        # the distribution after token n-1 is recomputed from the cache before it
+        logits, self._cache = self.model.forward([self.doc.tokens[n - 1].id], self._cache.truncated(n - 1))
+        self._next_logits = logits[-1]
+
+    def _run(self, ids: Sequence[int], progress: Progress | None, should_cancel: ShouldCancel | None,
+             on_chunk: Callable[[Sequence[int], np.ndarray], None]) -> None:
+        """Feed ``ids`` after the cache, chunk by chunk; ``on_chunk(chunk,
+        predicting_rows)`` sees, for each token of the chunk, the logits
+        that predicted it (None-row for a first token is skipped)."""
+        done = 0
+        for start in range(0, len(ids), self.chunk_size):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            chunk = list(ids[start : start + self.chunk_size])
+            logits, self._cache = self.model.forward(chunk, self._cache)
+            rows = logits[:-1] if self._next_logits is None else np.concatenate([self._next_logits[None], logits[:-1]])
+            on_chunk(chunk, rows)
+            self._next_logits = logits[-1].copy()
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(ids))
+
+    def _append(self, ids: Sequence[int], segments: Sequence[int], kinds: Sequence[str],
+                 progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> None:
+        """Append tokens with their segment and kind, computing their statistics.
+        On cancellation the tokens done so far stay: the document remains whole."""
+        self._check_room(len(ids))
+        special = self.model.special_ids
+        pos = [0]
+
+        def on_chunk(chunk: Sequence[int], rows: np.ndarray) -> None:
+            first_unpredicted = len(self.doc) == 0
+            predicted = chunk[1:] if first_unpredicted else chunk
+            stats = position_stats(rows, predicted, self.top_k) if len(predicted) else []
+            if first_unpredicted:
+                stats = [None, *stats]
+            for tok, st in zip(chunk, stats):
+                j = pos[0]
+                self.doc.tokens.append(DocToken(int(tok), st, segments[j], kinds[j], int(tok) in special))
+                pos[0] += 1
+
+        self._run(ids, progress, should_cancel, on_chunk)
+
+    def _restore(self, snap: _Snapshot, progress: Progress | None = None,
+                 should_cancel: ShouldCancel | None = None) -> None:
+        target = [t.id for t in snap.tokens]
+        keep = same_prefix(self.ids, target)
+        self._truncate(keep)
+        self.doc.segments = list(snap.segments)
+        rest = snap.tokens[keep:]
+
+        def on_chunk(chunk: Sequence[int], rows: np.ndarray) -> None:
+            start = len(self.doc.tokens)
+            self.doc.tokens.extend(rest[start - keep : start - keep + len(chunk)])
+
+        self._run([t.id for t in rest], progress, should_cancel, on_chunk)
+
+    def _last_segment(self) -> int:
+        if not self.doc.segments:
+            return self.doc.add_segment(TEXT)
+        return self.doc.tokens[-1].segment if self.doc.tokens else len(self.doc.segments) - 1
+
+    def _kind(self, token_id: int) -> str:
+        return MARKUP if token_id in self.model.special_ids else CONTENT
+
+    # -- edits -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """An empty document (undoable)."""
+        if self.doc.tokens:
+            self._snapshot()
+        self.doc = Document()
+        self._cache = self.model.empty_cache()
+        self._next_logits = None
+
+    def load_text(self, text: str, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> None:
+        """Replace the document by ``text``, tokenized exactly as given
+        (special-token strings such as ``<|im_start|>`` become special tokens)."""
+        if not text:
+            raise EditError("There is no text to read.")
+        ids = self.model.tokenizer.encode(text).ids
+        self._check_room(len(ids) - len(self.doc))
+        self._snapshot()
+        keep = same_prefix(self.ids, ids)
+        if any(self.doc.segment_of(i) != TEXT for i in range(keep)):
+            keep = 0
+        self._truncate(keep)
+        seg = self.doc.add_segment(TEXT)
+        self._append(ids[keep:], [seg] * (len(ids) - keep), [self._kind(i) for i in ids[keep:]], progress, should_cancel)
+
+    def append_token(self, token_id: int) -> None:
+        if not 0 <= token_id < self.model.vocab_size:
+            raise EditError(f"There is no token {token_id} in this model's vocabulary.")
+        self._snapshot()
+        seg = self._last_segment()
+        self._append([token_id], [seg], [self._kind(token_id)])
+
+    def append_text(self, text: str) -> None:
+        """Append the tokens of ``text`` (tokenized on its own) to the current part."""
+        ids = self.model.tokenizer.encode(text, add_special_tokens=False).ids
+        if not ids:
+            raise EditError("There is no text to add.")
+        self._check_room(len(ids))
+        self._snapshot()
+        seg = self._last_segment()
+        self._append(ids, [seg] * len(ids), [self._kind(i) for i in ids])
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` tokens (undoable)."""
+        if n != len(self.doc):
+            if not 0 <= n <= len(self.doc):
+                raise EditError(f"There is no position {n} in a document of {len(self.doc)} tokens.")
+            self._snapshot()
+            self._truncate(n)
+
+    def replace(self, index: int, token_id: int) -> None:
+        """Put ``token_id`` at ``index``; everything after it is dropped."""
+        if not 0 <= index < len(self.doc):
+            raise EditError(f"There is no token at position {index}.")
+        if not 0 <= token_id < self.model.vocab_size:
+            raise EditError(f"There is no token {token_id} in this model's vocabulary.")
+        old = self.doc.tokens[index]
+        self._snapshot()
+        self._truncate(index)
+        self._append([token_id], [old.segment], [self._kind(token_id)])
+
+    def undo(self) -> bool:
+        """Go back to the document before the last edit; False if there is none."""
+        if not self._history:
+            return False
+        self._restore(self._history.pop())
+        return True
+
+    def end_turn(self, user_text: str, progress: Progress | None = None,
+                 should_cancel: ShouldCancel | None = None) -> None:
+        """Close the current reply, append the user's message and the markers
+        that open the assistant's reply, as the model's chat template writes them."""
+        if self.template is None:
+            raise EditError("This model has no chat template, so it cannot hold a conversation; use plain text.")
+        if not user_text.strip():
+            raise EditError("The message is empty: type something first.")
+        if any(seg.message is None for seg in self.doc.segments):
+            raise EditError("This document is plain text, not a conversation; start a new conversation first.")
+        messages = self.messages()
+        if not messages and self.system_prompt is not None:
+            messages = [Message("system", self.system_prompt)]
+        messages.append(Message("user", user_text))
+        rendered = render_with_spans(self.template, messages, add_generation_prompt=True)
+        old_text = self.text()
+        if rendered.text.startswith(old_text):
+            keep, delta_from = len(self.doc), len(old_text)
+        else:  # the template wrote earlier turns differently: keep what still matches
+            full_ids = self.model.tokenizer.encode(rendered.text, add_special_tokens=False).ids
+            keep = same_prefix(self.ids, full_ids)
+            delta_from = len(self.text(0, keep)) if keep else 0
+            if not rendered.text.startswith(self.text(0, keep)):
+                keep, delta_from = 0, 0
+        delta = rendered.text[delta_from:]
+        enc = self.model.tokenizer.encode(delta, add_special_tokens=(keep == 0))
+        ids = list(enc.ids)
+        self._check_room(len(ids) - (len(self.doc) - keep))
+        self._snapshot()
+        self._truncate(keep)
+        segs, kinds = [], []
+        spans = rendered.messages
+        for tok, (a, _b) in zip(ids, enc.offsets):
+            at = delta_from + a
+            j = next((j for j, s in enumerate(spans) if s.start <= at < s.end), None)
+            if j is None:  # after the last message: the generation prompt opens the reply
+                seg = Segment("assistant", len(spans))
+                kind = MARKUP
+            else:
+                seg = Segment(spans[j].role, j)
+                inside = spans[j].content_start <= at < spans[j].content_end
+                kind = CONTENT if inside and tok not in self.model.special_ids else MARKUP
+            segs.append(self.doc.add_segment(seg))
+            kinds.append(kind)
+        self._append(ids, segs, kinds, progress, should_cancel)
+
+    # -- choosing tokens ----------------------------------------------------------------
+    def choose(self, settings: SamplingSettings, rng: np.random.Generator | None = None) -> tuple[int, float]:
+        """The token the settings pick next, and its probability under them."""
+        probs = transformed_probs(self.next_logits(), settings)
+        if settings.is_greedy:
+            tok = int(np.argmax(probs))
+        else:
+            tok = draw(probs, rng if rng is not None else np.random.default_rng(settings.seed))
+        return tok, float(probs[tok])
+
+    def generate(self, settings: SamplingSettings, max_new_tokens: int,
+                 should_cancel: ShouldCancel | None = None) -> Iterator[GenerationEvent]:
+        """Append tokens one by one, yielding each; stops at the end-of-turn
+        token, after ``max_new_tokens``, at the model's context limit, or
+        when ``should_cancel()`` says so (or the caller stops iterating).
+        The whole generation is undone by one :meth:`undo`."""
+        self.next_logits()  # fails clearly on an empty document
+        seed = None if settings.is_greedy else (settings.seed if settings.seed is not None else new_seed())
+        rng = np.random.default_rng(seed) if seed is not None else None
+        self._snapshot()
+        seg = self._last_segment()
+        for n in range(max_new_tokens):
+            if should_cancel is not None and should_cancel():
+                return
+            if len(self.doc) >= self.model.context_length:
+                return
+            tok, p = self.choose(settings, rng)
+            self._append([tok], [seg], [self._kind(tok)])
+            finished = None
+            if tok in self.model.stop_ids:
+                finished = "stop"
+            elif n == max_new_tokens - 1:
+                finished = "length"
+            elif len(self.doc) >= self.model.context_length:
+                finished = "context"
+            yield GenerationEvent(len(self.doc) - 1, self.doc.tokens[-1], p, seed, finished)
+            if finished:
+                return
