@@ -262,9 +262,19 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
         return tuple(p.replace("{i}", str(i)) for i in range(n_layer))
 
     positions = io.get("position_ids", False)
-    kv_dtype = io.get("kv_dtype", "float32")
-    if kv_dtype not in _KV_DTYPES.values():
-        _fail(f"The model description {manifest_path} names a cache type '{kv_dtype}' that lmdesk cannot use.")
+    position_ids_name = positions if isinstance(positions, str) else (POSITION_IDS if positions is True else None)
+    past_keys, past_values = names("past_key", "past_key_values.{i}.key"), names("past_value", "past_key_values.{i}.value")
+    present_keys = names("present_key", "present.{i}.key")
+    present_values = names("present_value", "present.{i}.value")
+    input_ids_name = str(io.get("input_ids") or INPUT_IDS)
+    attention_mask_name = io.get("attention_mask", ATTENTION_MASK) or None
+    logits_name = str(io.get("logits") or LOGITS)
+    kv_dtype = _check_lmdesk_graph(
+        folder, onnx_path,
+        [input_ids_name, attention_mask_name, position_ids_name, *past_keys, *past_values],
+        [logits_name, *present_keys, *present_values],
+        past_keys[0],
+    )
     return ModelSpec(
         folder=folder,
         layout=LAYOUT_LMDESK,
@@ -284,17 +294,38 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
         add_bos=bool(tokens.get("add_bos", False)),
         stop_ids=stop_ids,
         special_ids=special_ids,
-        input_ids_name=str(io.get("input_ids") or INPUT_IDS),
-        attention_mask_name=io.get("attention_mask", ATTENTION_MASK) or None,
-        position_ids_name=positions if isinstance(positions, str) else (POSITION_IDS if positions is True else None),
-        past_key_names=names("past_key", "past_key_values.{i}.key"),
-        past_value_names=names("past_value", "past_key_values.{i}.value"),
-        logits_name=str(io.get("logits") or LOGITS),
-        present_key_names=names("present_key", "present.{i}.key"),
-        present_value_names=names("present_value", "present.{i}.value"),
+        input_ids_name=input_ids_name,
+        attention_mask_name=attention_mask_name,
+        position_ids_name=position_ids_name,
+        past_key_names=past_keys,
+        past_value_names=past_values,
+        logits_name=logits_name,
+        present_key_names=present_keys,
+        present_value_names=present_values,
         kv_dtype=kv_dtype,
         manifest=manifest,
     )
+
+
+def _check_lmdesk_graph(folder: Path, onnx_path: Path, input_names: list, output_names: list, kv_name: str) -> str:
+    """Check that the graph has the inputs and outputs its manifest names; return its cache type."""
+    inputs, outputs, initializers, _ = _read_graph_header(onnx_path, folder)
+    graph_in = {vi.name: vi for vi in inputs if vi.name not in initializers}
+    graph_out = {vi.name for vi in outputs}
+    wanted_in = [n for n in input_names if n]
+    for name in wanted_in:
+        if name not in graph_in:
+            _fail(f"{onnx_path.name} in {folder} lacks the input '{name}' that its {MANIFEST} names; convert the model again.")
+    for name in output_names:
+        if name not in graph_out:
+            _fail(f"{onnx_path.name} in {folder} lacks the output '{name}' that its {MANIFEST} names; convert the model again.")
+    extra = [n for n in graph_in if n not in wanted_in]
+    if extra:
+        _fail(f"{onnx_path.name} in {folder} needs the input '{extra[0]}', which its {MANIFEST} does not describe.")
+    kv_type = graph_in[kv_name].type.tensor_type.elem_type
+    if kv_type not in _KV_DTYPES:
+        _fail(f"{onnx_path.name} in {folder} keeps its KV cache in a number type lmdesk cannot use (it needs float32 or float16).")
+    return _KV_DTYPES[kv_type]
 
 
 def _read_text(path: Path) -> str:

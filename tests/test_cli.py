@@ -1,0 +1,116 @@
+"""The command line: score and generate, and their errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_gguf import write_tiny_gguf
+
+from lmdesk.core.gguf_import import import_gguf
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("cli")
+    import_gguf(write_tiny_gguf(tmp / "tiny.gguf", ctx=128), tmp / "model")
+    return tmp / "model"
+
+
+def lmdesk(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lmdesk", *args], input=stdin, capture_output=True, timeout=300)
+
+
+def assert_clear_error(proc: subprocess.CompletedProcess, words: str) -> None:
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lmdesk: ") and words in lines[0], err
+
+
+def test_score_json(tiny_dir: Path, tmp_path: Path) -> None:
+    f = tmp_path / "t.txt"
+    f.write_text("the cat sat<|im_end|>", encoding="utf-8")
+    proc = lmdesk("score", "--model", str(tiny_dir), "--top", "3", "--json", str(f))
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    toks = out["tokens"]
+    assert [t["text"] for t in toks][-1] == "<|im_end|>" and toks[-1]["id"] == 2
+    assert "".join(t["text"] for t in toks) == "the cat sat<|im_end|>"
+    assert toks[0]["logprob"] is None and toks[0]["bits"] is None and toks[0]["top"] == []
+    for t in toks[1:]:
+        assert t["bits"] == pytest.approx(-t["logprob"] / math.log(2))
+        assert len(t["top"]) == 3 and t["rank"] >= 1 and t["entropy"] > 0
+        assert t["top"][0]["prob"] >= t["top"][1]["prob"]
+    total = sum(t["bits"] for t in toks[1:])
+    assert out["total_bits"] == pytest.approx(total)
+    assert out["bits_per_token"] == pytest.approx(total / (len(toks) - 1))
+    assert out["perplexity"] == pytest.approx(2 ** out["bits_per_token"])
+
+
+def test_score_table_from_stdin(tiny_dir: Path) -> None:
+    proc = lmdesk("score", "--model", str(tiny_dir), "-", stdin="the  cat\n".encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = proc.stdout.decode()
+    assert "bits per token" in text and "perplexity" in text
+    assert "↵" in text  # the newline is shown, not printed
+
+
+def test_generate_is_reproducible(tiny_dir: Path) -> None:
+    args = ("generate", "--model", str(tiny_dir), "--max-new-tokens", "8", "--seed", "5", "--json", "the cat")
+    a, b = lmdesk(*args), lmdesk(*args)
+    assert a.returncode == 0, a.stderr.decode()
+    ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+    assert ja["tokens"] == jb["tokens"] and ja["seed"] == 5
+    assert 1 <= len(ja["tokens"]) <= 8
+    assert ja["finished"] in ("stop", "length")
+
+
+def test_generate_chat_greedy(tiny_dir: Path) -> None:
+    proc = lmdesk("generate", "--model", str(tiny_dir), "--chat", "--temperature", "0", "--max-new-tokens", "4",
+                  "--json", "hello")
+    out = json.loads(proc.stdout)
+    assert out["prompt_tokens"] > 3 and out["seed"] is None
+    assert all(t["rank"] == 1 for t in out["tokens"])
+
+
+@pytest.mark.parametrize(
+    ("setup", "words"),
+    [
+        ("missing", "There is no file named"),
+        ("binary", "is not UTF-8 text"),
+        ("empty", "is empty"),
+        ("long", "reads at most 128"),
+    ],
+)
+def test_score_errors(tiny_dir: Path, tmp_path: Path, setup: str, words: str) -> None:
+    f = tmp_path / "input.txt"
+    if setup == "binary":
+        f.write_bytes(b"caf\xe9 \xff\xfe")
+    elif setup == "empty":
+        f.write_text("  \n")
+    elif setup == "long":
+        f.write_text("the cat sat on the mat. " * 80)
+    assert_clear_error(lmdesk("score", "--model", str(tiny_dir), str(f)), words)
+
+
+def test_generate_errors(tiny_dir: Path, tmp_path: Path) -> None:
+    assert_clear_error(lmdesk("generate", "--model", str(tiny_dir), "  "), "prompt is empty")
+    assert_clear_error(lmdesk("generate", "--model", str(tiny_dir), "--top-p", "0", "x"), "Top-p")
+    assert_clear_error(lmdesk("score", "--model", str(tmp_path), "-", stdin=b"hi"), "not a model folder")
+
+
+@pytest.mark.realmodel
+def test_real_score_known_answer(real_model_dir: Path) -> None:
+    proc = lmdesk("score", "--model", str(real_model_dir), "--json", "-", stdin=b"The capital of France is Paris.")
+    out = json.loads(proc.stdout)
+    texts = [t["text"] for t in out["tokens"]]
+    assert texts == ["The", " capital", " of", " France", " is", " Paris", "."]
+    paris = out["tokens"][5]
+    assert paris["rank"] == 1 and 0.6 < math.exp(paris["logprob"]) < 0.95
+    assert out["tokens"][5]["top"][0]["text"] == " Paris"

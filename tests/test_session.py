@@ -1,0 +1,278 @@
+"""The core engine: documents of tokens, their statistics, edits, sampling."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_gguf import write_tiny_gguf
+
+from lmdesk.core.document import CONTENT, MARKUP
+from lmdesk.core.gguf_import import import_gguf
+from lmdesk.core.model import LoadedModel
+from lmdesk.core.sampling import SamplingSettings, transformed_probs
+from lmdesk.core.session import EditError, Session
+from lmdesk.core.stats import position_stats, summarize
+
+TEXT = "the cat sat on the mat, then the dog sat on the cat. 123 + 456 = 579"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> LoadedModel:
+    tmp = tmp_path_factory.mktemp("tiny")
+    src = write_tiny_gguf(tmp / "tiny.gguf", n_layer=2, d_model=64, n_head=4, n_head_kv=2, ctx=128)
+    import_gguf(src, tmp / "model")
+    return LoadedModel(tmp / "model", threads=1)
+
+
+def direct_stats(model: LoadedModel, ids: list[int]):
+    """Statistics straight from the full logits of one forward pass, in float64."""
+    logits, _ = model.forward(ids, model.empty_cache())
+    x = logits.astype(np.float64)
+    lp = x - x.max(-1, keepdims=True)
+    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+    rows = []
+    for j in range(1, len(ids)):
+        row = lp[j - 1]
+        t = ids[j]
+        p = np.exp(row)
+        rows.append(dict(
+            logprob=row[t], bits=-row[t] / math.log(2), rank=int((row > row[t]).sum()) + 1,
+            entropy=float(-(p * row).sum() / math.log(2)), top=list(np.argsort(-row, kind="stable")[:5]),
+        ))
+    return rows, lp[-1]
+
+
+def assert_stats_match(session: Session, ids: list[int], tol: float = 2e-4) -> None:
+    rows, last = direct_stats(session.model, ids)
+    assert session.ids == ids
+    assert session.doc.tokens[0].stats is None
+    for tok, want in zip(session.doc.tokens[1:], rows):
+        st = tok.stats
+        assert abs(st.logprob - want["logprob"]) < tol
+        assert abs(st.bits - want["bits"]) < tol / math.log(2)
+        assert abs(st.entropy - want["entropy"]) < tol * 10
+        assert st.rank == want["rank"] or abs(st.logprob - want["logprob"]) < 1e-5  # near-ties only
+        assert list(st.top_ids[:2]) == [int(i) for i in want["top"][:2]]
+    lp = np.log(np.asarray(session.next_distribution(5).probs))
+    assert np.allclose(lp, np.sort(last)[::-1][:5], atol=tol)
+
+
+# -- statistics ----------------------------------------------------------------------
+
+def test_position_stats_known_values() -> None:
+    logits = np.log(np.array([[0.5, 0.25, 0.125, 0.125]], np.float32))
+    st = position_stats(logits, [2], k=2)[0]
+    assert st.prob == pytest.approx(0.125, abs=1e-6)
+    assert st.bits == pytest.approx(3.0, abs=1e-5)
+    assert st.rank == 3  # tied with token 3, which is not more likely
+    assert st.entropy == pytest.approx(1.75, abs=1e-5)
+    assert st.top_ids == (0, 1) and st.top_probs == pytest.approx((0.5, 0.25), abs=1e-6)
+
+
+def test_position_stats_is_stable_for_huge_logits() -> None:
+    logits = np.array([[1e4, 1e4 - 1.0, -1e4]], np.float32)
+    st = position_stats(logits, [1], k=3)[0]
+    assert st.logprob == pytest.approx(-1.0 - math.log1p(math.exp(-1.0)), abs=1e-5)
+    assert math.isfinite(st.entropy)
+
+
+def test_span_summary() -> None:
+    s = summarize([1.0, 2.0, 3.0])
+    assert (s.tokens, s.total_bits, s.bits_per_token) == (3, 6.0, 2.0)
+    assert s.perplexity == pytest.approx(4.0)
+
+
+# -- sampling -------------------------------------------------------------------------
+
+def test_transforms() -> None:
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    assert transformed_probs(logits, SamplingSettings(greedy=True)).tolist() == [1, 0, 0, 0]
+    assert transformed_probs(logits, SamplingSettings(temperature=0)).tolist() == [1, 0, 0, 0]
+    assert transformed_probs(logits, SamplingSettings(top_k=2)) == pytest.approx([0.625, 0.375, 0, 0])
+    assert transformed_probs(logits, SamplingSettings(top_p=0.8)) == pytest.approx([0.625, 0.375, 0, 0])
+    assert transformed_probs(logits, SamplingSettings(top_p=0.81)) == pytest.approx([0.5, 0.3, 0.15, 0] / np.float64(0.95))
+    hot = transformed_probs(logits, SamplingSettings(temperature=2.0))
+    assert hot == pytest.approx(np.sqrt([0.5, 0.3, 0.15, 0.05]) / np.sqrt([0.5, 0.3, 0.15, 0.05]).sum())
+    with pytest.raises(ValueError):
+        SamplingSettings(top_p=0)
+
+
+# -- edits on a tiny model ---------------------------------------------------------------
+
+def test_statistics_equal_a_direct_computation(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model, chunk_size=7)  # several chunks
+    s.load_text(TEXT)
+    assert_stats_match(s, tiny_model.tokenizer.encode(TEXT).ids)
+
+
+def test_replace_equals_fresh_computation(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    s.load_text(TEXT)
+    ids = s.ids
+    forced = s.doc.tokens[10].stats.top_ids[-1]  # the model's 20th choice there
+    assert forced != ids[10]
+    s.replace(10, forced)
+    assert s.ids == ids[:10] + [forced]
+    assert s.doc.tokens[10].stats.rank == 20  # the last of the top-20
+    s.append_token(ids[11])
+    fresh = Session(tiny_model)
+    fresh.load_text(tiny_model.tokenizer.decode(ids[:10] + [forced, ids[11]]))
+    if fresh.ids == s.ids:  # same tokenization: compare everything
+        for a, b in zip(s.doc.tokens, fresh.doc.tokens):
+            assert (a.stats is None) == (b.stats is None)
+            if a.stats:
+                assert a.stats.logprob == pytest.approx(b.stats.logprob, abs=1e-4)
+    assert_stats_match(s, ids[:10] + [forced, ids[11]])
+
+
+def test_truncate_undo_and_reset(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    s.load_text(TEXT)
+    before = list(s.doc.tokens)
+    before_next = s.next_distribution(5)
+    s.truncate(12)
+    assert len(s.doc) == 12
+    assert_stats_match(s, [t.id for t in before[:12]])
+    s.append_text(" dog")
+    assert s.undo() and len(s.doc) == 12
+    assert s.undo()
+    assert s.doc.tokens == before
+    assert s.next_distribution(5).probs == pytest.approx(before_next.probs, abs=1e-5)
+    s.reset()
+    assert len(s.doc) == 0
+    with pytest.raises(EditError, match="empty"):
+        s.next_distribution()
+    assert s.undo() and s.doc.tokens == before
+
+
+def test_cached_edits_reuse_the_prefix(tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Session(tiny_model)
+    s.load_text(TEXT)
+    fed: list[int] = []
+    real_forward = tiny_model.forward
+
+    def counting(ids, cache):
+        fed.append(len(ids))
+        return real_forward(ids, cache)
+
+    monkeypatch.setattr(tiny_model, "forward", counting)
+    s.replace(len(s.doc) - 5, s.ids[3])
+    assert sum(fed) <= 2  # one step to recover the distribution, one for the new token
+    fed.clear()
+    s.append_token(5)
+    assert fed == [1]
+
+
+def test_generation_seeds_and_stops(tiny_model: LoadedModel) -> None:
+    def run(seed: int) -> list[int]:
+        s = Session(tiny_model)
+        s.load_text("the cat")
+        return [e.token.id for e in s.generate(SamplingSettings(temperature=1.0, seed=seed), 12)]
+
+    a, b, c = run(7), run(7), run(8)
+    assert a == b and len(a) >= 1
+    assert a != c or len(a) < 3  # a different seed takes another path
+
+    s = Session(tiny_model)
+    s.load_text("the cat")
+    events = list(s.generate(SamplingSettings(greedy=True), 5))
+    assert len(events) <= 5
+    assert events[-1].finished in ("length", "stop")
+    # greedy picks the model's first choice every time
+    assert all(e.token.stats.rank == 1 for e in events)
+    assert s.undo() and s.text() == "the cat"
+
+
+def test_generation_can_be_cancelled(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    s.load_text("the cat")
+    n = len(s.doc)
+    count = [0]
+
+    def cancel() -> bool:
+        count[0] += 1
+        return count[0] > 3
+
+    list(s.generate(SamplingSettings(temperature=1.5, seed=1), 50, should_cancel=cancel))
+    assert len(s.doc) == n + 3
+
+
+def test_context_limit_is_a_clear_error(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    with pytest.raises(EditError, match="reads at most 128"):
+        s.load_text("the cat sat on the mat. " * 60)
+    assert len(s.doc) == 0
+
+
+def test_chat_turns_on_a_tiny_model(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    assert s.default_system_prompt is None  # the tiny template adds none
+    s.system_prompt = None
+    with pytest.raises(EditError, match="empty"):
+        s.end_turn("   ")
+    s.end_turn("hi there")
+    assert s.text() == "<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\n"
+    roles = [s.doc.segment_of(i).role for i in range(len(s.doc))]
+    assert roles[0] == "user" and roles[-1] == "assistant"
+    content = tiny_model.tokenizer.decode([t.id for t in s.doc.tokens if t.kind == CONTENT])
+    assert content == "hi there"
+    s.append_text("the cat")
+    s.end_turn("and the dog")
+    assert s.text().endswith("the cat<|im_end|>\n<|im_start|>user\nand the dog<|im_end|>\n<|im_start|>assistant\n")
+    assert [m.role for m in s.messages()] == ["user", "assistant", "user", "assistant"]
+    assert s.messages()[1].content == "the cat"
+
+
+# -- the real model -------------------------------------------------------------------------
+
+SMOL_CHAT = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+@pytest.mark.realmodel
+def test_real_chat_template_renders_the_smollm2_form(real_model: LoadedModel) -> None:
+    s = Session(real_model)
+    assert s.default_system_prompt == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    s.end_turn("What is the capital of France?")
+    assert s.text() == SMOL_CHAT
+    assert s.ids == real_model.tokenizer.encode(SMOL_CHAT).ids
+    first = s.doc.tokens[0]
+    assert first.id == 1 and first.special and first.kind == MARKUP
+    kinds = {(s.doc.segment_of(i).role, t.kind) for i, t in enumerate(s.doc.tokens)}
+    assert kinds == {("system", MARKUP), ("system", CONTENT), ("user", MARKUP), ("user", CONTENT), ("assistant", MARKUP)}
+    user_content = real_model.tokenizer.decode(
+        [t.id for i, t in enumerate(s.doc.tokens) if t.kind == CONTENT and s.doc.segment_of(i).role == "user"])
+    assert user_content == "What is the capital of France?"
+
+
+@pytest.mark.realmodel
+def test_real_greedy_answer_and_statistics(real_model: LoadedModel) -> None:
+    s = Session(real_model, chunk_size=16)
+    s.end_turn("What is the capital of France?")
+    start = len(s.doc)
+    events = list(s.generate(SamplingSettings(greedy=True), 20))
+    assert s.text(start) == "The capital of France is Paris.<|im_end|>"
+    assert events[-1].finished == "stop"
+    assert_stats_match(s, s.ids, tol=1e-3)
+    paris = next(t for t in s.doc.tokens[start:] if real_model.tokenizer.id_to_token(t.id) == "ĠParis")
+    assert paris.stats.rank == 1 and paris.stats.prob > 0.9
+
+
+@pytest.mark.realmodel
+def test_real_forced_token_mid_response(real_model: LoadedModel) -> None:
+    s = Session(real_model)
+    s.end_turn("What is the capital of France?")
+    start = len(s.doc)
+    list(s.generate(SamplingSettings(greedy=True), 20))
+    paris_at = next(i for i in range(start, len(s.doc)) if real_model.tokenizer.id_to_token(s.ids[i]) == "ĠParis")
+    london = real_model.tokenizer.token_to_id("ĠLondon")
+    s.replace(paris_at, london)
+    st = s.doc.tokens[paris_at].stats
+    assert st.rank > 1 and st.bits > 5  # the model did not expect London
+    assert s.ids[-1] == london
+    assert_stats_match(s, s.ids, tol=1e-3)
