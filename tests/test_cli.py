@@ -102,7 +102,7 @@ def test_score_errors(tiny_dir: Path, tmp_path: Path, setup: str, words: str) ->
 def test_generate_errors(tiny_dir: Path, tmp_path: Path) -> None:
     assert_clear_error(lmdesk("generate", "--model", str(tiny_dir), "  "), "prompt is empty")
     assert_clear_error(lmdesk("generate", "--model", str(tiny_dir), "--top-p", "0", "x"), "Top-p")
-    assert_clear_error(lmdesk("score", "--model", str(tmp_path), "-", stdin=b"hi"), "not a model folder")
+    assert_clear_error(lmdesk("score", "--model", str(tmp_path), "-", stdin=b"hi"), "is empty, so it holds no model")
 
 
 @pytest.mark.realmodel

@@ -31,7 +31,6 @@ failure is a :class:`ModelLoadError` whose message is one sentence.
 from __future__ import annotations
 
 import json
-import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +69,8 @@ ONNX_PREFERENCE = (
 # onnx.TensorProto element types of a KV cache, as numpy dtype names.
 _KV_DTYPES = {1: "float32", 10: "float16"}
 _ELEM_INT64 = 7
+_KV_NEED = "it needs float32 or float16"
+_SHAPE_NEED = "it needs [batch, heads, sequence, head size]"
 
 # Graph names of the KV cache inputs and outputs, as exported by optimum,
 # transformers.js, onnxruntime-genai and lmdesk.
@@ -309,23 +310,34 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
 
 def _check_lmdesk_graph(folder: Path, onnx_path: Path, input_names: list, output_names: list, kv_name: str) -> str:
     """Check that the graph has the inputs and outputs its manifest names; return its cache type."""
-    inputs, outputs, initializers, _ = _read_graph_header(onnx_path, folder)
+    inputs, outputs, initializers, external = _read_graph_header(onnx_path, folder)
+    _check_external_data(onnx_path, folder, external)
     graph_in = {vi.name: vi for vi in inputs if vi.name not in initializers}
     graph_out = {vi.name for vi in outputs}
     wanted_in = [n for n in input_names if n]
+    again = "convert the model again"
     for name in wanted_in:
         if name not in graph_in:
-            _fail(f"{onnx_path.name} in {folder} lacks the input '{name}' that its {MANIFEST} names; convert the model again.")
+            _fail(f"{onnx_path.name} in {folder} lacks the input '{name}' that its {MANIFEST} names; {again}.")
     for name in output_names:
         if name not in graph_out:
-            _fail(f"{onnx_path.name} in {folder} lacks the output '{name}' that its {MANIFEST} names; convert the model again.")
+            _fail(f"{onnx_path.name} in {folder} lacks the output '{name}' that its {MANIFEST} names; {again}.")
     extra = [n for n in graph_in if n not in wanted_in]
     if extra:
         _fail(f"{onnx_path.name} in {folder} needs the input '{extra[0]}', which its {MANIFEST} does not describe.")
     kv_type = graph_in[kv_name].type.tensor_type.elem_type
     if kv_type not in _KV_DTYPES:
-        _fail(f"{onnx_path.name} in {folder} keeps its KV cache in a number type lmdesk cannot use (it needs float32 or float16).")
+        _fail(f"{onnx_path.name} in {folder} keeps its KV cache in a number type lmdesk cannot use ({_KV_NEED}).")
     return _KV_DTYPES[kv_type]
+
+
+def _check_external_data(onnx_path: Path, folder: Path, external: set[str]) -> None:
+    """Fail if a file holding some of the graph's weights is missing."""
+    for location in sorted(external):
+        data = onnx_path.parent / location
+        if not data.is_file():
+            name = data.relative_to(folder) if data.is_relative_to(folder) else data
+            _fail(f"The model folder {folder} is incomplete: {name} (weights of {onnx_path.name}) is missing.")
 
 
 def _read_text(path: Path) -> str:
@@ -405,7 +417,8 @@ def _read_huggingface(folder: Path) -> ModelSpec:
     for entry in tok_json.get("added_tokens") or []:
         if isinstance(entry, dict) and entry.get("special") and _int_or_none(entry.get("id")) is not None:
             special_ids.add(int(entry["id"]))
-    for key, entry in (tok_config.get("added_tokens_decoder") or {}).items():
+    decoder = tok_config.get("added_tokens_decoder")
+    for key, entry in (decoder.items() if isinstance(decoder, dict) else ()):
         if isinstance(entry, dict) and entry.get("special") and _int_or_none(key) is not None:
             special_ids.add(int(key))
             if isinstance(entry.get("content"), str):
@@ -565,10 +578,7 @@ def _graph_io(onnx_path: Path, folder: Path) -> dict:
     """Names, cache type and fixed sizes of a decoder graph, from its header only."""
     inputs, outputs, initializers, external = _read_graph_header(onnx_path, folder)
     where = onnx_path.relative_to(folder)
-    for location in sorted(external):
-        data = onnx_path.parent / location
-        if not data.is_file():
-            _fail(f"The model folder {folder} is incomplete: {data.relative_to(folder) if data.is_relative_to(folder) else data} (the weights of {where}) is missing.")
+    _check_external_data(onnx_path, folder, external)
     inputs = [vi for vi in inputs if vi.name not in initializers]  # old exports list weights as inputs
     in_names = {vi.name: vi for vi in inputs}
     out_names = {vi.name: vi for vi in outputs}
@@ -600,12 +610,12 @@ def _graph_io(onnx_path: Path, folder: Path) -> dict:
 
     kv_types = {vi.type.tensor_type.elem_type for pair in past.values() for vi in (in_names[n] for n in pair.values())}
     if len(kv_types) != 1 or next(iter(kv_types)) not in _KV_DTYPES:
-        _fail(f"{where} in {folder} keeps its KV cache in a number type lmdesk cannot use (it needs float32 or float16).")
+        _fail(f"{where} in {folder} keeps its KV cache in a number type lmdesk cannot use ({_KV_NEED}).")
     kv_dtype = _KV_DTYPES[next(iter(kv_types))]
 
     shape = _static_dims(in_names[past[0]["key"]])
     if len(shape) != 4:
-        _fail(f"{where} in {folder} keeps its KV cache in a shape lmdesk does not know (it needs [batch, heads, sequence, head size]).")
+        _fail(f"{where} in {folder} keeps its KV cache in a shape lmdesk does not know ({_SHAPE_NEED}).")
     logits_shape = _static_dims(out_names[LOGITS])
     return {
         "n_layer": n_layer,
@@ -652,28 +662,16 @@ def _static_dims(value_info) -> list[int | None]:
 
 
 def _read_graph_header(path: Path, folder: Path):
-    """(inputs, outputs, initializer names, external data files) of an ONNX file, weights skipped.
+    """(inputs, outputs, initializer names, external data files) of an ONNX file.
 
-    Walks the protobuf wire format over a memory map, so even a file holding
-    gigabytes of weights is read in milliseconds; falls back to
-    ``onnx.load(..., load_external_data=False)`` if the walk fails.
+    Weights kept in external files are not read; weights inside the file are
+    parsed by onnx along with the rest (a fraction of a second for a small model).
     """
-    import onnx  # the package is slow to import; only Hugging Face folders need it
+    import onnx  # the package is slow to import; only loading needs it
 
     where = path.relative_to(folder) if path.is_relative_to(folder) else path
-    try:
-        if path.stat().st_size == 0:
-            _fail(f"{where} in {folder} is empty, so it holds no model.")
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            raw_in, raw_out, inits, external = _walk_model(mm)
-        inputs = [onnx.ValueInfoProto.FromString(b) for b in raw_in]
-        outputs = [onnx.ValueInfoProto.FromString(b) for b in raw_out]
-        if inputs and outputs:
-            return inputs, outputs, inits, external
-    except ModelLoadError:
-        raise
-    except Exception:  # noqa: BLE001 - the walk failed: let onnx itself judge the file
-        pass
+    if path.stat().st_size == 0:
+        _fail(f"{where} in {folder} is empty, so it holds no model.")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises several kinds on a damaged file
@@ -686,85 +684,3 @@ def _read_graph_header(path: Path, folder: Path):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             external |= {e.value for e in t.external_data if e.key == "location"}
     return list(g.input), list(g.output), {t.name for t in g.initializer}, external
-
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint")
-
-
-def _fields(buf, start: int, end: int):
-    """(field number, wire type, value or (start, end) of a length-delimited field) of one message."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = None, pos + 8
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = (pos, pos + size), pos + size
-        elif wire == 5:
-            value, pos = None, pos + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise ValueError("field runs past its message")
-        yield number, wire, value
-
-
-# field numbers of onnx.proto
-_MODEL_GRAPH = 7
-_GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_SPARSE_INITIALIZER = 5, 11, 12, 15
-_TENSOR_NAME, _TENSOR_EXTERNAL_DATA = 8, 13
-_SPARSE_VALUES = 1
-_ENTRY_KEY, _ENTRY_VALUE = 1, 2
-
-
-def _walk_model(buf):
-    raw_in: list[bytes] = []
-    raw_out: list[bytes] = []
-    inits: set[str] = set()
-    external: set[str] = set()
-
-    def tensor(start: int, end: int) -> None:
-        location = None
-        for number, wire, value in _fields(buf, start, end):
-            if wire != 2:
-                continue
-            if number == _TENSOR_NAME:
-                inits.add(bytes(buf[value[0]:value[1]]).decode("utf-8"))
-            elif number == _TENSOR_EXTERNAL_DATA:
-                entry = {n: bytes(buf[v[0]:v[1]]).decode("utf-8") for n, w, v in _fields(buf, *value) if w == 2}
-                if entry.get(_ENTRY_KEY) == "location":
-                    location = entry.get(_ENTRY_VALUE)
-        if location:
-            external.add(location)
-
-    for number, wire, value in _fields(buf, 0, len(buf)):
-        if number != _MODEL_GRAPH or wire != 2:
-            continue
-        for g_number, g_wire, g_value in _fields(buf, *value):
-            if g_wire != 2:
-                continue
-            if g_number == _GRAPH_INPUT:
-                raw_in.append(bytes(buf[g_value[0]:g_value[1]]))
-            elif g_number == _GRAPH_OUTPUT:
-                raw_out.append(bytes(buf[g_value[0]:g_value[1]]))
-            elif g_number == _GRAPH_INITIALIZER:
-                tensor(*g_value)
-            elif g_number == _GRAPH_SPARSE_INITIALIZER:
-                for s_number, s_wire, s_value in _fields(buf, *g_value):
-                    if s_number == _SPARSE_VALUES and s_wire == 2:
-                        tensor(*s_value)
-    return raw_in, raw_out, inits, external

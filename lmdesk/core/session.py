@@ -71,9 +71,8 @@ class Session:
         self._next_logits: np.ndarray | None = None
         self._history: list[_Snapshot] = []
         self.token_text = TokenTextTable(model.tokenizer, model.special_ids)
-        tokens = model.manifest.get("tokens", {})
         self.template = (
-            ChatTemplate(model.chat_template, bos_token=tokens.get("bos_token"), eos_token=tokens.get("eos_token"))
+            ChatTemplate(model.chat_template, bos_token=model.spec.bos_token, eos_token=model.spec.eos_token)
             if model.chat_template
             else None
         )

@@ -390,14 +390,20 @@ class TokenTextTable:
     normalizer / model) and exposed as :attr:`style`.
 
     Added tokens that are not special (e.g. runs of spaces registered as one
-    token) contribute their content verbatim, as ``tokenizers`` decodes them.
+    token) contribute their content verbatim, as llama.cpp prints user-defined
+    tokens.
 
     ``bytes_of(ids)`` equals ``tokenizer.decode(ids, skip_special_tokens=False)``
-    encoded as UTF-8 for byte-level tokenizers whenever that decode is lossless.
+    encoded as UTF-8 for byte-level tokenizers whenever that decode is lossless
+    (no sequence cut inside a character), with one exception: ``tokenizers``
+    also runs an added token through the ByteLevel decoder when all its
+    characters happen to be in the byte table (an added ``"é!"`` would come out
+    as byte 0xE9, i.e. ``"\ufffd!"``); the table keeps the real text.
     For SentencePiece tokenizers whose decoder removes the space the normalizer
     put in front of the text (:attr:`strips_leading_space`), the table keeps it:
     the first token really is ``▁Hello``, and a span taken from the middle of a
-    document must keep its spaces.
+    document must keep its spaces.  Invalid bytes become one U+FFFD per maximal
+    invalid run here, where ``tokenizers``' ByteFallback gives one per byte.
     """
 
     def __init__(self, tokenizer: Tokenizer, special_ids: Iterable[int] = ()) -> None:
