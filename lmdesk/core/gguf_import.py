@@ -45,7 +45,7 @@ from .onnx_decoder import (
     present_key,
     present_value,
 )
-from .quant_repack import DenseWeight, Int4Weight, LinearWeight, dequantize, repack_linear
+from .quant_repack import Int4Weight, Int8Embedding, LinearWeight, dequantize, repack_embedding, repack_linear
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -53,6 +53,9 @@ TOKENIZER_FILE = "tokenizer.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 MANIFEST_FORMAT = "lmdesk-model"
 MANIFEST_VERSION = 1
+# Raised whenever the converter's output changes; the default model is
+# prepared again when its folder was made by an older revision.
+CONVERTER_REVISION = 2
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
 MAX_POSITIONS_CAP = 32768
@@ -215,8 +218,8 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
 
     d, hd = cfg.d_model, cfg.head_dim
     embd = get("token_embd.weight")
-    embed = dequantize(embd.data, embd.tensor_type, (cfg.vocab_size, d))
-    _check_finite(embed, "token_embd.weight", path)
+    embed = repack_embedding(embd.data, embd.tensor_type, (cfg.vocab_size, d))
+    _check_finite(embed.scales if isinstance(embed, Int8Embedding) else embed, "token_embd.weight", path)
     layers = []
     for i in range(cfg.n_layer):
         tick(f"Converting layer {i + 1} of {cfg.n_layer}")
@@ -234,7 +237,10 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
                 down=linear(f"{b}.ffn_down.weight", d, cfg.d_ff),
             )
         )
-    output = linear("output.weight", cfg.vocab_size, d) if "output.weight" in tensors else None
+    if "output.weight" in tensors:
+        output = linear("output.weight", cfg.vocab_size, d)
+    else:  # tied to the embedding: the same numbers, in the form a matrix product wants
+        output = repack_linear(embd.data, embd.tensor_type, (cfg.vocab_size, d))
     return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output)
 
 
@@ -365,7 +371,8 @@ def import_gguf(
             "exact": accuracy_level == 0,
         },
         "source": {"file": src.name, "sha256": digest, "bytes": src.stat().st_size},
-        "converter": {"name": "lmdesk import-gguf", "version": __version__, "onnx": onnx.__version__},
+        "converter": {"name": "lmdesk import-gguf", "version": __version__, "revision": CONVERTER_REVISION,
+                      "onnx": onnx.__version__},
         "files": {"model": MODEL_FILE, "tokenizer": TOKENIZER_FILE,
                   "chat_template": CHAT_TEMPLATE_FILE if tok.chat_template else None},
     }

@@ -62,7 +62,8 @@ class LoadedModel:
             raise ModelLoadError(f"The tokenizer file {spec.tokenizer_path} is damaged ({exc}).") from exc
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .quant_repack import BLOCK, DenseWeight, Int4Weight, LinearWeight, concat_linear
+from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
@@ -80,10 +80,12 @@ class LayerWeights:
 
 @dataclass
 class DecoderWeights:
-    embed: np.ndarray  # float32 [vocab, d_model]
+    embed: np.ndarray | Int8Embedding  # float32 [vocab, d_model], or 8-bit blocks
     layers: list[LayerWeights]
     out_norm: np.ndarray
-    output: LinearWeight | None  # None: tied to the embedding
+    output: LinearWeight  # a tied output layer arrives here as its own (float32) copy:
+    # onnxruntime repacks an output matrix for its matrix product and frees the
+    # original only when no other node (the embedding's Gather) reads it
 
 
 @dataclass
@@ -191,8 +193,13 @@ class _Builder:
         cos = g.init("rotary.cos_cache", np.cos(positions).astype(np.float32))
         sin = g.init("rotary.sin_cache", np.sin(positions).astype(np.float32))
 
-        embed = g.init("token_embd.weight", w.embed)
-        h = g.op1("Gather", [embed, INPUT_IDS], "embed", axis=0)
+        if isinstance(w.embed, Int8Embedding):
+            data = g.init("token_embd.qweight", w.embed.data)
+            scales = g.init("token_embd.scales", w.embed.scales)
+            h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
+                      bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=1)
+        else:
+            h = g.op1("Gather", [g.init("token_embd.weight", w.embed), INPUT_IDS], "embed", axis=0)
 
         residual = h
         pending: str | None = None  # output of the previous sub-layer, not yet added to the residual
@@ -223,10 +230,7 @@ class _Builder:
             pending = self.linear(g.op1("Mul", [silu, up], f"{p}.ffn"), lw.down, f"{p}.ffn_down")
 
         final, _ = self.norm(pending, residual, w.out_norm, "output_norm")
-        if w.output is None:
-            logits = self.tied_output(final, embed)
-        else:
-            logits = self.linear(final, w.output, "output")
+        logits = self.linear(final, w.output, "output")
         g.nodes.append(helper.make_node("Identity", [logits], [LOGITS], name="logits"))
 
         graph = helper.make_graph(g.nodes, "lmdesk-decoder", inputs, outputs, initializer=g.inits)
@@ -249,15 +253,6 @@ class _Builder:
             domain=MS_DOMAIN, epsilon=self.cfg.rms_eps,
         )
         return normed, summed
-
-    def tied_output(self, x: str, embed: str) -> str:
-        """``x @ embed.T`` with the one copy of the embedding matrix."""
-        g = self.g
-        flat = g.op1("Reshape", [x, g.const_i64([-1, self.cfg.d_model])], "output")
-        y = g.op1("Gemm", [flat, embed], "output", transB=1)
-        lead = g.op1("Shape", [x], "output", start=0, end=-1)
-        shape = g.op1("Concat", [lead, g.const_i64([self.cfg.vocab_size])], "output", axis=0)
-        return g.op1("Reshape", [y, shape], "output")
 
 
 def build_decoder(cfg: DecoderConfig, weights: DecoderWeights) -> onnx.ModelProto:

@@ -75,6 +75,35 @@ class DenseWeight:
 LinearWeight = Int4Weight | DenseWeight
 
 
+@dataclass
+class Int8Embedding:
+    """A Q8_0 embedding table for ``GatherBlockQuantized`` (``bits=8``,
+    ``block_size=32``): ``data`` uint8 ``[V, D]`` holds ``q + 128`` (the
+    operator's default zero point is 128), ``scales`` float32 ``[V, D/32]``.
+    Each gathered row is ``(data - 128) * d``: exactly GGUF's ``d * q``."""
+
+    data: np.ndarray
+    scales: np.ndarray
+
+    def dequantize(self) -> np.ndarray:
+        v, dim = self.data.shape
+        q = self.data.astype(np.float32).reshape(v, -1, BLOCK) - 128.0
+        return (q * self.scales[:, :, None]).reshape(v, dim)
+
+
+_Q8_0 = np.dtype([("d", "<f2"), ("qs", "i1", (32,))])
+
+
+def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Int8Embedding | np.ndarray:
+    """The embedding table: 8-bit blocks stay 8-bit, anything else is float32."""
+    v, dim = shape
+    if qtype == QType.Q8_0 and dim % BLOCK == 0:
+        b = _blocks(raw, _Q8_0, v)
+        data = (b["qs"].astype(np.int16) + 128).astype(np.uint8).reshape(v, dim)
+        return Int8Embedding(data, np.ascontiguousarray(b["d"].astype(np.float32)))
+    return dequantize(raw, qtype, shape)
+
+
 def _ggml_nibbles_to_ort(qs: np.ndarray) -> np.ndarray:
     """GGUF stores element ``j`` in the low nibble and ``j + 16`` in the high
     nibble of byte ``j``; ``MatMulNBits`` wants elements ``2i, 2i + 1`` in the

@@ -62,7 +62,7 @@ class _Snapshot:
 
 
 class Session:
-    def __init__(self, model: LoadedModel, *, top_k: int = 20, chunk_size: int = 256) -> None:
+    def __init__(self, model: LoadedModel, *, top_k: int = 20, chunk_size: int = 64) -> None:
         self.model = model
         self.top_k = top_k
         self.chunk_size = chunk_size
@@ -179,7 +179,7 @@ class Session:
         def on_chunk(chunk: Sequence[int], rows: np.ndarray) -> None:
             first_unpredicted = len(self.doc) == 0
             predicted = chunk[1:] if first_unpredicted else chunk
-            stats = position_stats(rows, predicted, self.top_k) if len(predicted) else []
+            stats = position_stats(rows, predicted, self.top_k, threads=self.model.threads)
             if first_unpredicted:
                 stats = [None, *stats]
             for tok, st in zip(chunk, stats):
