@@ -1,7 +1,8 @@
 """The command line of lmdesk (reached through ``lmdesk/__main__.py``).
 
 Commands:
-  lmdesk                         prepare the default model if needed, then show it at work
+  lmdesk                         the explorer window (it prepares the default model if needed)
+  lmdesk demo                    the model at work on the command line
   lmdesk score [FILE|-]          every token of a text with its probability, bits, rank, entropy
   lmdesk generate PROMPT         let the model write, token by token
   lmdesk import-gguf FILE [--out DIR]
@@ -255,6 +256,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_window(args: argparse.Namespace) -> int:
+    from .ui.app import run
+
+    return run(model_folder=args.model, threads=args.threads)
+
+
 def _model_options(p: argparse.ArgumentParser, top_level: bool = False) -> None:
     # a sub-command's default must not hide the same option given before it
     default = None if top_level else argparse.SUPPRESS
@@ -266,9 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmdesk", description="Look inside a small language model on your CPU.")
     parser.add_argument("--version", action="version", version=f"lmdesk {__version__}")
     _model_options(parser, top_level=True)
-    parser.add_argument("--prompt", default="What is the capital of France?", help="the question of the demo")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="length of the demo's reply")
     sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="the model answers a question on the command line, token by token")
+    _model_options(demo)
+    demo.add_argument("--prompt", default="What is the capital of France?", help="the question")
+    demo.add_argument("--max-new-tokens", type=int, default=24, help="length of the reply")
+    demo.set_defaults(func=_cmd_demo)
 
     score = sub.add_parser("score", help="every token of a text with its probability, bits, rank and entropy")
     _model_options(score)
@@ -308,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    func = getattr(args, "func", _cmd_demo)
+    func = getattr(args, "func", _cmd_window)
     try:
         return func(args)
     except LmdeskError as exc:

@@ -276,3 +276,36 @@ def test_real_forced_token_mid_response(real_model: LoadedModel) -> None:
     assert st.rank > 1 and st.bits > 5  # the model did not expect London
     assert s.ids[-1] == london
     assert_stats_match(s, s.ids, tol=1e-3)
+
+
+def test_replace_the_first_token_and_text(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    s.load_text(TEXT)
+    s.replace(0, s.ids[1])
+    assert len(s.doc) == 1 and s.doc.segment_of(0).role == "text"
+    s.undo()
+    s.replace_text(5, " the dog")
+    ids = s.ids
+    assert tiny_model.tokenizer.decode(ids[5:]) == " the dog"
+    assert_stats_match(s, ids)
+    s.replace_text(len(s.doc), " sat")
+    assert s.text().endswith("the dog sat")
+
+
+def test_reset_response_and_system_prompt_edit(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    s.system_prompt = "be kind"
+    s.end_turn("hi")
+    opened = len(s.doc)
+    assert s.response_start() == opened
+    s.append_text("the cat sat")
+    s.reset_response()
+    assert len(s.doc) == opened
+    s.append_text("the cat")
+    before_tail = s.text()[s.text().index("<|im_start|>user"):]
+    s.set_system_prompt("be brief and kind")
+    assert s.text().startswith("<|im_start|>system\nbe brief and kind<|im_end|>\n")
+    assert s.text().endswith(before_tail)  # what followed is kept, token for token
+    assert [m.content for m in s.messages()] == ["be brief and kind", "hi", "the cat"]
+    assert_stats_match(s, s.ids)
+    assert s.undo() and s.messages()[0].content == "be kind"

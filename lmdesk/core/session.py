@@ -168,7 +168,7 @@ class Session:
             if progress is not None:
                 progress(done, len(ids))
 
-    def _append(self, ids: Sequence[int], segments: Sequence[int], kinds: Sequence[str],
+    def _append(self, ids: Sequence[int], segments: Sequence[Segment], kinds: Sequence[str],
                  progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> None:
         """Append tokens with their segment and kind, computing their statistics.
         On cancellation the tokens done so far stay: the document remains whole."""
@@ -184,7 +184,8 @@ class Session:
                 stats = [None, *stats]
             for tok, st in zip(chunk, stats):
                 j = pos[0]
-                self.doc.tokens.append(DocToken(int(tok), st, segments[j], kinds[j], int(tok) in special))
+                seg = self.doc.add_segment(segments[j])
+                self.doc.tokens.append(DocToken(int(tok), st, seg, kinds[j], int(tok) in special))
                 pos[0] += 1
 
         self._run(ids, progress, should_cancel, on_chunk)
@@ -203,10 +204,9 @@ class Session:
 
         self._run([t.id for t in rest], progress, should_cancel, on_chunk)
 
-    def _last_segment(self) -> int:
-        if not self.doc.segments:
-            return self.doc.add_segment(TEXT)
-        return self.doc.tokens[-1].segment if self.doc.tokens else len(self.doc.segments) - 1
+    def _current_segment(self) -> Segment:
+        """The part of the document new tokens at the end belong to."""
+        return self.doc.segment_of(len(self.doc) - 1) if self.doc.tokens else TEXT
 
     def _kind(self, token_id: int) -> str:
         return MARKUP if token_id in self.model.special_ids else CONTENT
@@ -232,15 +232,13 @@ class Session:
         if any(self.doc.segment_of(i) != TEXT for i in range(keep)):
             keep = 0
         self._truncate(keep)
-        seg = self.doc.add_segment(TEXT)
-        self._append(ids[keep:], [seg] * (len(ids) - keep), [self._kind(i) for i in ids[keep:]], progress, should_cancel)
+        self._append(ids[keep:], [TEXT] * (len(ids) - keep), [self._kind(i) for i in ids[keep:]], progress, should_cancel)
 
     def append_token(self, token_id: int) -> None:
         if not 0 <= token_id < self.model.vocab_size:
             raise EditError(f"There is no token {token_id} in this model's vocabulary.")
         self._snapshot()
-        seg = self._last_segment()
-        self._append([token_id], [seg], [self._kind(token_id)])
+        self._append([token_id], [self._current_segment()], [self._kind(token_id)])
 
     def append_text(self, text: str) -> None:
         """Append the tokens of ``text`` (tokenized on its own) to the current part."""
@@ -249,8 +247,7 @@ class Session:
             raise EditError("There is no text to add.")
         self._check_room(len(ids))
         self._snapshot()
-        seg = self._last_segment()
-        self._append(ids, [seg] * len(ids), [self._kind(i) for i in ids])
+        self._append(ids, [self._current_segment()] * len(ids), [self._kind(i) for i in ids])
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` tokens (undoable)."""
@@ -266,10 +263,69 @@ class Session:
             raise EditError(f"There is no token at position {index}.")
         if not 0 <= token_id < self.model.vocab_size:
             raise EditError(f"There is no token {token_id} in this model's vocabulary.")
-        old = self.doc.tokens[index]
+        seg = self.doc.segment_of(index)
         self._snapshot()
         self._truncate(index)
-        self._append([token_id], [old.segment], [self._kind(token_id)])
+        self._append([token_id], [seg], [self._kind(token_id)])
+
+    def replace_text(self, index: int, text: str) -> None:
+        """Put the tokens of ``text`` at ``index`` (or at the end); what followed is dropped."""
+        if not 0 <= index <= len(self.doc):
+            raise EditError(f"There is no position {index} in a document of {len(self.doc)} tokens.")
+        ids = self.model.tokenizer.encode(text, add_special_tokens=False).ids
+        if not ids:
+            raise EditError("There is no text to put there.")
+        self._check_room(len(ids) - (len(self.doc) - index))
+        seg = self.doc.segment_of(index) if index < len(self.doc) else self._current_segment()
+        self._snapshot()
+        self._truncate(index)
+        self._append(ids, [seg] * len(ids), [self._kind(i) for i in ids])
+
+    def response_start(self) -> int | None:
+        """Where the assistant's current reply begins (after the template's
+        opening markers), or None if the document does not end in a reply."""
+        if not self.doc.tokens:
+            return None
+        last = self.doc.tokens[-1].segment
+        if self.doc.segments[last].role != "assistant":
+            return None
+        i = len(self.doc)
+        while i > 0 and self.doc.tokens[i - 1].segment == last:
+            i -= 1
+        while i < len(self.doc) and self.doc.tokens[i].kind == MARKUP and self.doc.tokens[i].id not in self.model.stop_ids:
+            i += 1
+        return i
+
+    def reset_response(self) -> None:
+        """Drop the assistant's reply so far, keeping the markers that open it."""
+        start = self.response_start()
+        if start is None:
+            raise EditError("The document does not end in an assistant reply.")
+        self.truncate(start)
+
+    def set_system_prompt(self, text: str | None) -> None:
+        """Use ``text`` as the system prompt; in a conversation already under
+        way, the system message is rewritten and everything after it recomputed
+        (the later tokens are kept as they are)."""
+        self.system_prompt = text
+        groups = self.doc.message_tokens()
+        if not groups or groups[0][0] != Segment("system", 0):
+            return
+        if self.template is None or text is None:
+            return
+        toks = groups[0][1]
+        content = [i for i, t in enumerate(toks) if t.kind == CONTENT]
+        a = content[0] if content else next((i for i, t in enumerate(toks) if t.kind == MARKUP and not t.special and i > 0), 0) + 1
+        b = content[-1] + 1 if content else a
+        new_ids = self.model.tokenizer.encode(text, add_special_tokens=False).ids
+        rest = self.doc.tokens[b:]
+        ids = new_ids + [t.id for t in rest]
+        segs = [Segment("system", 0)] * len(new_ids) + [self.doc.segments[t.segment] for t in rest]
+        kinds = [CONTENT] * len(new_ids) + [t.kind for t in rest]
+        self._check_room(len(new_ids) - (b - a))
+        self._snapshot()
+        self._truncate(a)
+        self._append(ids, segs, kinds)
 
     def undo(self) -> bool:
         """Go back to the document before the last edit; False if there is none."""
@@ -320,7 +376,7 @@ class Session:
                 seg = Segment(spans[j].role, j)
                 inside = spans[j].content_start <= at < spans[j].content_end
                 kind = CONTENT if inside and tok not in self.model.special_ids else MARKUP
-            segs.append(self.doc.add_segment(seg))
+            segs.append(seg)
             kinds.append(kind)
         self._append(ids, segs, kinds, progress, should_cancel)
 
@@ -344,7 +400,7 @@ class Session:
         seed = None if settings.is_greedy else (settings.seed if settings.seed is not None else new_seed())
         rng = np.random.default_rng(seed) if seed is not None else None
         self._snapshot()
-        seg = self._last_segment()
+        seg = self._current_segment()
         for n in range(max_new_tokens):
             if should_cancel is not None and should_cancel():
                 return

@@ -1,0 +1,38 @@
+"""Starting the window: the application object, logging, the main window."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .. import __version__
+from ..core.paths import user_data_dir
+
+
+def setup_logging() -> None:
+    """Log to a file in the user's data folder (a windowed app has no console)."""
+    folder = user_data_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(folder / "lmdesk.log", encoding="utf-8")
+    except OSError:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run(model_folder: str | None = None, threads: int | None = None) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+
+    setup_logging()
+    logging.getLogger(__name__).info("lmdesk %s starting", __version__)
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("lmdesk")
+    app.setApplicationVersion(__version__)
+    window = MainWindow(model_folder=model_folder, threads=threads)
+    window.show()
+    return app.exec()

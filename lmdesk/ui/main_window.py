@@ -1,0 +1,680 @@
+"""The explorer window: the conversation as token chips, the live next-token
+distribution, and the model's surprise in bits.
+
+The window renders :class:`EngineState` snapshots from the worker and turns
+clicks into requests; it does no model work itself.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFont, QKeySequence, QLinearGradient, QPainter, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import __version__
+from ..core.sampling import SamplingSettings
+from ..core.stats import summarize
+from ..core.token_text import TokenTextTable
+from . import theme as themes
+from .distribution_view import DistributionView
+from .document_view import DocumentView
+from .surprise_plot import SurprisePlot
+from .worker import EngineClient, EngineState, ModelInfo
+
+BASE_POINT_SIZE = 10.0
+
+
+class SurpriseLegend(QWidget):
+    """The colour scale of the chips, with its meaning."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.zoom = 1.0
+        self.theme = themes.LIGHT
+        self.setToolTip(
+            "Each token is coloured by how surprised the model was to see it: −log2 p, in bits.\n"
+            "0 bits: the model was sure of it. 1 bit: a coin flip. 10 bits: about 1 in 1,000."
+        )
+
+    def set_zoom(self, zoom: float) -> None:
+        self.zoom = zoom
+        self.updateGeometry()
+        self.update()
+
+    def set_theme(self, theme: themes.Theme) -> None:
+        self.theme = theme
+        self.update()
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        from PySide6.QtCore import QSize
+
+        return QSize(int(360 * self.zoom), int(34 * self.zoom))
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont(self.font())
+        font.setPointSizeF(BASE_POINT_SIZE * 0.85 * self.zoom)
+        p.setFont(font)
+        fm = p.fontMetrics()
+        label = "surprise (bits)"
+        x0 = fm.horizontalAdvance(label) + int(8 * self.zoom)
+        p.setPen(self.theme.text)
+        p.drawText(0, 0, x0, self.height() // 2 + fm.ascent() // 2, Qt.AlignmentFlag.AlignLeft, label)
+        w = max(40, self.width() - x0 - int(30 * self.zoom))
+        h = int(12 * self.zoom)
+        grad = QLinearGradient(x0, 0, x0 + w, 0)
+        for i in range(17):
+            grad.setColorAt(i / 16, themes.surprise_color(themes.SCALE_MAX_BITS * i / 16))
+        p.fillRect(x0, 2, w, h, grad)
+        for bits in (0, 4, 8, 12, 16):
+            x = x0 + int(w * bits / themes.SCALE_MAX_BITS)
+            text = f"{bits}+" if bits == 16 else str(bits)
+            p.drawText(x - fm.horizontalAdvance(text) // 2, h + 4 + fm.ascent(), text)
+
+
+class MessageBox(QPlainTextEdit):
+    """The user's message; Ctrl+Enter ends the turn."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class MainWindow(QMainWindow):
+    stateShown = Signal(object)  # an EngineState, after the window has drawn it (UI thread)
+
+    def __init__(self, *, model_folder: str | None = None, threads: int | None = None,
+                 client: EngineClient | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle(f"lmdesk {__version__}")
+        self.client = client or EngineClient(self)
+        self.state = EngineState()
+        self.info: ModelInfo | None = None
+        self.texts: TokenTextTable | None = None
+        self.busy = False
+        self.zoom = 1.0
+        self.theme = themes.system_theme()
+        self.position: int | None = None  # the clicked chip whose distribution is shown; None: the end
+        self.span: tuple[int, int] | None = None
+        self._closing = False
+        self._build()
+        self._connect()
+        self.apply_theme(self.theme)
+        self._set_enabled()
+        self.resize(1280, 800)
+        self.client.send("load_model", model_folder, threads)
+
+    # -- building ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        # left: the conversation and the controls
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(6, 6, 6, 6)
+        self.model_label = QLabel("Loading the model…")
+        self.model_label.setWordWrap(True)
+        lv.addWidget(self.model_label)
+
+        lv.addWidget(QLabel("System prompt"))
+        self.system_edit = QPlainTextEdit()
+        self.system_edit.setPlaceholderText("How the assistant should behave (empty: no system message)")
+        self.system_edit.setMaximumHeight(90)
+        lv.addWidget(self.system_edit)
+        self.apply_system = QPushButton("Use this system prompt")
+        self.apply_system.setToolTip("Rewrite the system message of this conversation; everything after it is recomputed.")
+        lv.addWidget(self.apply_system)
+
+        lv.addWidget(QLabel("Your message"))
+        self.message = MessageBox()
+        self.message.setPlaceholderText("Type a message, then End Turn (Ctrl+Enter)")
+        lv.addWidget(self.message, 1)
+        row = QHBoxLayout()
+        self.end_turn = QPushButton("End Turn")
+        self.end_turn.setToolTip("Add your message and the markers that open the assistant's reply (Ctrl+Enter)")
+        self.new_conv = QPushButton("New conversation")
+        row.addWidget(self.end_turn)
+        row.addWidget(self.new_conv)
+        lv.addLayout(row)
+
+        writes = QGroupBox("The model writes")
+        wv = QVBoxLayout(writes)
+        r1 = QHBoxLayout()
+        self.generate = QPushButton("Generate response")
+        self.stop = QPushButton("Stop")
+        r1.addWidget(self.generate)
+        r1.addWidget(self.stop)
+        wv.addLayout(r1)
+        r2 = QHBoxLayout()
+        self.greedy_step = QPushButton("Greedy step")
+        self.greedy_step.setToolTip("Append the model's most likely next token")
+        self.sample_step = QPushButton("Sample one token")
+        self.sample_step.setToolTip("Draw one token with the sampling settings below")
+        r2.addWidget(self.greedy_step)
+        r2.addWidget(self.sample_step)
+        wv.addLayout(r2)
+        r3 = QHBoxLayout()
+        self.undo = QPushButton("Undo")
+        self.undo.setToolTip("Take back the last change (Ctrl+Z)")
+        self.reset_response = QPushButton("Reset response")
+        self.reset_response.setToolTip("Remove the assistant's reply so far")
+        r3.addWidget(self.undo)
+        r3.addWidget(self.reset_response)
+        wv.addLayout(r3)
+        lv.addWidget(writes)
+
+        sampling = QGroupBox("Sampling")
+        form = QFormLayout(sampling)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 3.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(1.0)
+        self.temperature.setToolTip("0 = always the most likely token (greedy)")
+        self.top_k = QSpinBox()
+        self.top_k.setRange(0, 1000)
+        self.top_k.setSpecialValueText("off")
+        self.top_p = QDoubleSpinBox()
+        self.top_p.setRange(0.01, 1.0)
+        self.top_p.setSingleStep(0.05)
+        self.top_p.setValue(1.0)
+        seed_row = QHBoxLayout()
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(42)
+        self.fixed_seed = QCheckBox("fixed")
+        self.fixed_seed.setToolTip("The same seed and settings give the same text")
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.fixed_seed)
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(1, 4096)
+        self.max_tokens.setValue(200)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Top-p", self.top_p)
+        form.addRow("Seed", seed_row)
+        form.addRow("Max tokens", self.max_tokens)
+        lv.addWidget(sampling)
+
+        # centre: the document, the legend, the span summary and the surprise plot
+        centre = QWidget()
+        cv = QVBoxLayout(centre)
+        cv.setContentsMargins(0, 0, 0, 0)
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.setFrameShape(QFrame.Shape.StyledPanel)
+        cv.addWidget(self.banner)
+        self.missing = self._build_missing_panel()
+        cv.addWidget(self.missing)
+        self.doc_view = DocumentView()
+        self.legend = SurpriseLegend()
+        self.span_label = QLabel("Click a token to see what the model predicted there; drag over tokens to measure a span.")
+        self.span_label.setWordWrap(True)
+        self.surprise = SurprisePlot()
+        vsplit = QSplitter(Qt.Orientation.Vertical)
+        top = QWidget()
+        tv = QVBoxLayout(top)
+        tv.setContentsMargins(0, 0, 0, 0)
+        tv.addWidget(self.doc_view, 1)
+        lrow = QHBoxLayout()
+        lrow.addWidget(self.legend, 1)
+        tv.addLayout(lrow)
+        tv.addWidget(self.span_label)
+        vsplit.addWidget(top)
+        vsplit.addWidget(self.surprise)
+        vsplit.setStretchFactor(0, 3)
+        vsplit.setStretchFactor(1, 1)
+        cv.addWidget(vsplit, 1)
+
+        # right: the distribution and the force box
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(6, 6, 6, 6)
+        self.dist_title = QLabel("Next token")
+        self.dist_title.setWordWrap(True)
+        rv.addWidget(self.dist_title)
+        self.dist = DistributionView()
+        rv.addWidget(self.dist, 1)
+        krow = QHBoxLayout()
+        krow.addWidget(QLabel("Candidates shown"))
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(3, 50)
+        self.k_spin.setValue(15)
+        krow.addWidget(self.k_spin)
+        self.back_to_end = QPushButton("Back to the end")
+        self.back_to_end.setToolTip("Show the distribution of the next token again (Esc)")
+        krow.addWidget(self.back_to_end)
+        rv.addLayout(krow)
+        frow = QHBoxLayout()
+        self.force_edit = QLineEdit()
+        self.force_edit.setPlaceholderText("Any text to force here, e.g. ' London'")
+        self.force = QPushButton("Force")
+        self.force.setToolTip("Put these tokens here, however unlikely the model finds them")
+        frow.addWidget(self.force_edit, 1)
+        frow.addWidget(self.force)
+        rv.addLayout(frow)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(centre)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 3)
+        split.setStretchFactor(2, 2)
+        split.setSizes([290, 620, 370])
+        self.setCentralWidget(split)
+
+        bar = self.statusBar()
+        self.status = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setVisible(False)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setVisible(False)
+        bar.addWidget(self.status, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel)
+        self._build_menus()
+
+    def _build_missing_panel(self) -> QWidget:
+        panel = QFrame()
+        panel.setFrameShape(QFrame.Shape.StyledPanel)
+        v = QVBoxLayout(panel)
+        self.missing_text = QLabel()
+        self.missing_text.setWordWrap(True)
+        v.addWidget(self.missing_text)
+        row = QHBoxLayout()
+        self.prepare_button = QPushButton("Prepare the default model")
+        self.import_button = QPushButton("Import a GGUF file…")
+        self.open_button = QPushButton("Open a model folder…")
+        for b in (self.prepare_button, self.import_button, self.open_button):
+            row.addWidget(b)
+        v.addLayout(row)
+        panel.setVisible(False)
+        return panel
+
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self.act_open = QAction("Open model folder…", self)
+        self.act_import = QAction("Import GGUF model…", self)
+        self.act_prepare = QAction("Prepare the default model", self)
+        self.act_score = QAction("Score a text file…", self)
+        self.act_quit = QAction("Quit", self)
+        self.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
+        for a in (self.act_open, self.act_import, self.act_prepare, self.act_score):
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+
+        e = self.menuBar().addMenu("&Edit")
+        self.act_undo = QAction("Undo", self)
+        self.act_undo.setShortcut(QKeySequence.StandardKey.Undo)
+        e.addAction(self.act_undo)
+
+        v = self.menuBar().addMenu("&View")
+        self.act_projector = QAction("Projector mode", self, checkable=True)
+        self.act_projector.setShortcut(QKeySequence(Qt.Key.Key_F11))
+        self.act_zoom_in = QAction("Zoom in", self)
+        self.act_zoom_in.setShortcuts([QKeySequence.StandardKey.ZoomIn, QKeySequence("Ctrl+=")])
+        self.act_zoom_out = QAction("Zoom out", self)
+        self.act_zoom_out.setShortcut(QKeySequence.StandardKey.ZoomOut)
+        self.act_zoom_reset = QAction("Actual size", self)
+        self.act_zoom_reset.setShortcut(QKeySequence("Ctrl+0"))
+        self.act_contrast = QAction("High contrast", self, checkable=True)
+        self.act_compact = QAction("Compact tokens", self, checkable=True)
+        self.act_ids = QAction("Show token ids", self, checkable=True)
+        self.act_colour = QAction("Colour tokens by surprise", self, checkable=True)
+        self.act_colour.setChecked(True)
+        for a in (self.act_projector, self.act_zoom_in, self.act_zoom_out, self.act_zoom_reset):
+            v.addAction(a)
+        v.addSeparator()
+        for a in (self.act_contrast, self.act_compact, self.act_ids, self.act_colour):
+            v.addAction(a)
+
+    def _connect(self) -> None:
+        w = self.client.worker
+        w.stateChanged.connect(self.on_state)
+        w.modelLoaded.connect(self.on_model_loaded)
+        w.modelMissing.connect(self.on_model_missing)
+        w.failed.connect(self.show_error)
+        w.busyChanged.connect(self.on_busy)
+        w.progress.connect(self.on_progress)
+        w.notice.connect(self.status.setText)
+
+        self.end_turn.clicked.connect(self.do_end_turn)
+        self.message.submitted.connect(self.do_end_turn)
+        self.new_conv.clicked.connect(lambda: self.send("new_conversation"))
+        self.apply_system.clicked.connect(self.do_apply_system)
+        self.generate.clicked.connect(lambda: self.send("generate", self.max_tokens.value()))
+        self.stop.clicked.connect(self.client.stop)
+        self.cancel.clicked.connect(self.client.stop)
+        self.greedy_step.clicked.connect(lambda: self.send("step", True))
+        self.sample_step.clicked.connect(lambda: self.send("step", False))
+        self.undo.clicked.connect(lambda: self.send("undo"))
+        self.act_undo.triggered.connect(lambda: self.undo.isEnabled() and self.send("undo"))
+        self.reset_response.clicked.connect(lambda: self.send("reset_response"))
+        for widget in (self.temperature, self.top_p):
+            widget.valueChanged.connect(self.send_settings)
+        for widget in (self.top_k, self.seed):
+            widget.valueChanged.connect(self.send_settings)
+        self.fixed_seed.toggled.connect(self.send_settings)
+        self.k_spin.valueChanged.connect(lambda k: self.send("set_k", k))
+        self.back_to_end.clicked.connect(lambda: self.show_position(None))
+        self.force.clicked.connect(self.do_force)
+        self.force_edit.returnPressed.connect(self.do_force)
+
+        self.doc_view.tokenClicked.connect(self.on_token_clicked)
+        self.doc_view.spanSelected.connect(self.on_span)
+        self.doc_view.selectionCleared.connect(self.on_selection_cleared)
+        self.surprise.pointClicked.connect(self.on_token_clicked)
+        self.surprise.spanChanged.connect(self.on_span)
+        self.dist.candidateClicked.connect(self.on_candidate)
+
+        self.prepare_button.clicked.connect(lambda: self.send("prepare_default"))
+        self.act_prepare.triggered.connect(lambda: self.send("prepare_default"))
+        self.import_button.clicked.connect(self.do_import)
+        self.act_import.triggered.connect(self.do_import)
+        self.open_button.clicked.connect(self.do_open_folder)
+        self.act_open.triggered.connect(self.do_open_folder)
+        self.act_score.triggered.connect(self.do_score_file)
+        self.act_quit.triggered.connect(self.close)
+        self.act_projector.toggled.connect(self.set_projector_mode)
+        self.act_zoom_in.triggered.connect(lambda: self.set_zoom(self.zoom * 1.15))
+        self.act_zoom_out.triggered.connect(lambda: self.set_zoom(self.zoom / 1.15))
+        self.act_zoom_reset.triggered.connect(lambda: self.set_zoom(1.0))
+        self.act_contrast.toggled.connect(lambda on: self.apply_theme(themes.HIGH_CONTRAST if on else themes.system_theme()))
+        self.act_compact.toggled.connect(self.doc_view.set_compact)
+        self.act_ids.toggled.connect(self.doc_view.set_show_ids)
+        self.act_colour.toggled.connect(self.doc_view.set_color_by_surprise)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=lambda: self.show_position(None))
+        self.send("set_k", self.k_spin.value())
+
+    # -- sending ------------------------------------------------------------------------------
+    def send(self, op: str, *args) -> None:
+        self.hide_error()
+        self.client.send(op, *args)
+
+    def current_settings(self) -> SamplingSettings:
+        return SamplingSettings(
+            temperature=self.temperature.value(), top_k=self.top_k.value(), top_p=self.top_p.value(),
+            seed=self.seed.value() if self.fixed_seed.isChecked() else None,
+        )
+
+    def send_settings(self, *_args) -> None:
+        self.client.send("set_settings", self.current_settings())
+
+    def do_end_turn(self) -> None:
+        text = self.message.toPlainText()
+        if not text.strip():
+            self.show_error("The message is empty: type something first.")
+            return
+        if self.busy:
+            self.show_error("The model is busy; wait a moment or press Stop.")
+            return
+        if not self.state.tokens:
+            system = self.system_edit.toPlainText()
+            self.client.send("set_system_prompt", system if system.strip() else None)
+        self.send("end_turn", text)
+        self.message.clear()
+
+    def do_apply_system(self) -> None:
+        text = self.system_edit.toPlainText()
+        self.send("set_system_prompt", text if text.strip() else None)
+
+    def do_force(self) -> None:
+        text = self.force_edit.text()
+        if not text:
+            self.show_error("Type the text to force first.")
+            return
+        index = self.position if self.position is not None else len(self.state.tokens)
+        self.send("replace_text", index, text)
+        self.force_edit.clear()
+        self.position = None
+
+    def do_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.send("import_gguf", path)
+
+    def do_open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a model folder")
+        if path:
+            self.send("load_model", path)
+
+    def do_score_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Score a text file", "", "Text (*.txt *.md);;All files (*)")
+        if not path:
+            return
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            self.show_error(f"Cannot read {path} as UTF-8 text ({exc}).")
+            return
+        self.send("load_text", text)
+
+    # -- receiving -------------------------------------------------------------------------------
+    def on_model_loaded(self, info: ModelInfo) -> None:
+        self.info = info
+        self.missing.setVisible(False)
+        self.texts = TokenTextTable(info.tokenizer, info.special_ids)
+        self.model_label.setText(f"<b>{info.name}</b><br>context {info.context_length:,} tokens · "
+                                 f"vocabulary {info.vocab_size:,}")
+        self.system_edit.setPlainText(info.default_system_prompt or "")
+        self.system_edit.setEnabled(info.has_template)
+        self.status.setText(f"{info.name} is ready.")
+        self.send_settings()
+
+    def on_model_missing(self, why: str) -> None:
+        self.missing_text.setText(why)
+        self.missing.setVisible(True)
+        self.model_label.setText("No model loaded.")
+
+    def on_state(self, state: EngineState) -> None:
+        self.state = state
+        n = len(state.tokens)
+        if self.texts is not None:
+            self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)
+            self.surprise.set_bits([t.stats.bits if t.stats else None for t in state.tokens], state.first_changed)
+        if self.position is not None and self.position >= n:
+            self.position = None
+        if self.span is not None and self.span[1] > n:
+            self.span = None
+            self.doc_view.clear_selection()
+            self.surprise.set_selection(None, None)
+        if self.busy and self.position is None:
+            self.doc_view.scroll_to_end()
+        self.show_position(self.position)
+        self.update_span_label()
+        self._set_enabled()
+        self.stateShown.emit(state)
+
+    def on_busy(self, busy: bool, what: str) -> None:
+        self.busy = busy
+        self.progress.setVisible(busy)
+        self.cancel.setVisible(busy and what in ("generate", "end_turn", "load_text", "prepare_default", "import_gguf"))
+        if busy:
+            self.progress.setRange(0, 0)
+        self._set_enabled()
+
+    def on_progress(self, fraction: float, message: str) -> None:
+        if fraction < 0:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(fraction * 1000))
+        self.status.setText(message)
+
+    def show_error(self, message: str) -> None:
+        self.banner.setText(f"⚠ {message}")
+        self.banner.setVisible(True)
+        self.status.setText("")
+
+    def hide_error(self) -> None:
+        self.banner.setVisible(False)
+
+    def _set_enabled(self) -> None:
+        ready = self.info is not None and not self.busy
+        has_doc = bool(self.state.tokens)
+        for w in (self.end_turn, self.new_conv, self.apply_system, self.message):
+            w.setEnabled(ready)
+        for w in (self.generate, self.greedy_step, self.sample_step, self.force):
+            w.setEnabled(ready and has_doc)
+        self.undo.setEnabled(ready and self.state.can_undo)
+        self.reset_response.setEnabled(ready and self.state.response_start is not None
+                                       and self.state.response_start < len(self.state.tokens))
+        self.stop.setEnabled(self.busy)
+        self.dist.setEnabled(ready)
+        for a in (self.act_open, self.act_import, self.act_prepare, self.act_score):
+            a.setEnabled(not self.busy)
+        for b in (self.prepare_button, self.import_button, self.open_button):
+            b.setEnabled(not self.busy)
+
+    # -- positions, spans, candidates ------------------------------------------------------------
+    def on_token_clicked(self, index: int) -> None:
+        if not 0 <= index < len(self.state.tokens):
+            return
+        self.doc_view.select_token(index)
+        self.surprise.set_current(index)
+        self.show_position(index)
+
+    def show_position(self, index: int | None) -> None:
+        """Show the distribution at ``index`` (what predicted that token), or the next token's."""
+        self.position = index
+        texts = self.texts
+        if texts is None:
+            return
+        if index is None:
+            self.doc_view.select_token(None)
+            self.surprise.set_current(None)
+            nxt = self.state.next
+            if nxt is None:
+                self.dist.set_distribution([], title="Next token")
+                self.dist_title.setText("Next token: the document is empty.")
+                return
+            k = self.k_spin.value()
+            entries = [(i, texts(i).display, p) for i, p in zip(nxt.ids[:k], nxt.probs[:k])]
+            sampled = dict(zip(nxt.ids[:k], nxt.sampled_probs[:k]))
+            settings = self.current_settings()
+            changed = settings != SamplingSettings(seed=settings.seed)
+            self.dist.set_distribution(entries, sampled=sampled if changed else None, title="Next token")
+            self.dist.set_footer(f"entropy {nxt.entropy:.2f} bits · click a bar to append that token")
+            self.dist_title.setText("<b>Next token</b> — what the model expects after the last token")
+            return
+        tok = self.state.tokens[index]
+        shown = texts(tok.id).display
+        if tok.stats is None:
+            self.dist.set_distribution([], title="")
+            self.dist_title.setText(f"<b>Position {index}</b> ‘{shown}’ is the first token: nothing predicted it.")
+            return
+        st = tok.stats
+        k = self.k_spin.value()
+        entries = [(i, texts(i).display, p) for i, p in zip(st.top_ids[:k], st.top_probs[:k])]
+        extra = None if tok.id in st.top_ids[:k] else (tok.id, shown, st.prob, st.rank)
+        self.dist.set_distribution(entries, highlight=tok.id, extra=extra, title=f"Position {index}")
+        self.dist.set_footer(f"‘{shown}’: p = {st.prob:.4g} · {st.bits:.2f} bits · rank {st.rank:,} · "
+                             f"entropy {st.entropy:.2f} bits · click a bar to put that token here instead")
+        self.dist_title.setText(f"<b>Position {index}</b> — what the model predicted before ‘{shown}’")
+
+    def on_candidate(self, token_id: int) -> None:
+        if self.busy:
+            self.show_error("The model is busy; wait a moment or press Stop.")
+            return
+        if self.position is None:
+            self.send("append_token", token_id)
+        else:
+            self.send("replace", self.position, token_id)
+            self.position = None
+
+    def on_span(self, start: int, stop: int) -> None:
+        start, stop = max(0, start), min(len(self.state.tokens), stop)
+        if stop <= start:
+            return
+        self.span = (start, stop)
+        self.doc_view.select_span(start, stop)
+        self.surprise.set_selection(start, stop)
+        self.update_span_label()
+
+    def on_selection_cleared(self) -> None:
+        self.span = None
+        self.surprise.set_selection(None, None)
+        self.show_position(None)
+        self.update_span_label()
+
+    def update_span_label(self) -> None:
+        big = int(BASE_POINT_SIZE * 1.25 * self.zoom)
+        if self.span is None:
+            whole = summarize([t.stats.bits for t in self.state.tokens if t.stats is not None])
+            if whole.tokens:
+                self.span_label.setText(
+                    f"<span style='font-size:{big}pt'>Whole document: {whole.tokens:,} predicted tokens · "
+                    f"{whole.total_bits:,.1f} bits · {whole.bits_per_token:.2f} bits/token · "
+                    f"perplexity {whole.perplexity:,.2f}</span> — drag over tokens to measure a span")
+            return
+        a, b = self.span
+        s = summarize([t.stats.bits for t in self.state.tokens[a:b] if t.stats is not None])
+        self.span_label.setText(
+            f"<span style='font-size:{big}pt'><b>Selected {b - a:,} tokens</b> (positions {a}–{b - 1}) · "
+            f"<b>{s.total_bits:,.1f} bits</b> · {s.bits_per_token:.2f} bits/token · "
+            f"perplexity {s.perplexity:,.2f}</span>")
+
+    # -- looks --------------------------------------------------------------------------------------
+    def apply_theme(self, theme: themes.Theme) -> None:
+        self.theme = theme
+        QApplication.instance().setPalette(themes.palette_for(theme))
+        for w in (self.doc_view, self.dist, self.surprise, self.legend):
+            w.set_theme(theme)
+        self.banner.setStyleSheet(
+            f"QLabel {{ background: {theme.highlight.name()}; color: {themes.text_on(theme.highlight).name()}; "
+            "padding: 6px; font-weight: bold; }")
+
+    def set_zoom(self, zoom: float) -> None:
+        self.zoom = max(0.6, min(zoom, 3.0))
+        font = QApplication.instance().font()
+        font.setPointSizeF(BASE_POINT_SIZE * self.zoom)
+        QApplication.instance().setFont(font)
+        for w in (self.doc_view, self.dist, self.surprise, self.legend):
+            w.set_zoom(self.zoom)
+        self.update_span_label()
+
+    def set_projector_mode(self, on: bool) -> None:
+        if on:
+            self._before_projector = (self.zoom, self.act_contrast.isChecked())
+            self.showFullScreen()
+            self.act_contrast.setChecked(True)
+            self.set_zoom(max(self.zoom, 1.4))
+        else:
+            zoom, contrast = getattr(self, "_before_projector", (1.0, False))
+            self.showNormal()
+            self.act_contrast.setChecked(contrast)
+            self.set_zoom(zoom)
+
+    # -- closing ----------------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self._closing = True
+        self.client.shutdown()
+        super().closeEvent(event)

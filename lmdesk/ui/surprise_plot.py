@@ -1,0 +1,534 @@
+"""Surprise along the document: bits per token, one point per token.
+
+x is the token's index in the document, y its surprise in bits
+(−log2 of the probability the model gave it). Points are coloured with the
+theme's surprise scale; a thin line joins them and a thicker line shows the
+mean over a sliding window of tokens, so a rise in surprise over a passage
+stands out from single surprising tokens.
+
+The widget renders what it is given (a list of bits, ``None`` where a token
+has no prediction, e.g. the first one); its only arithmetic is the summary
+line and the sliding mean. Updates replace the data arrays of long-lived
+items, so documents of thousands of tokens stay quick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from lmdesk.core.stats import summarize
+
+from .theme import SCALE_MAX_BITS, Theme, surprise_color, system_theme
+
+EMPTY_TEXT = "Surprise appears here once the model has predicted a token."
+AVERAGE_WINDOW = 16  # tokens in the sliding mean (more for long documents: about 1/150 of them)
+LABEL_PT = 10.5  # text at zoom 1
+POINT_PX = 7.0  # point diameter at zoom 1
+_LEVELS = 64  # distinct point colours (pyqtgraph caches one sprite per brush)
+
+
+def format_perplexity(p: float) -> str:
+    """Three significant digits: ``4.00``, ``12.3``, ``187``, ``1,024``."""
+    if p < 10:
+        return f"{p:.2f}"
+    if p < 100:
+        return f"{p:.1f}"
+    return f"{p:,.0f}"
+
+
+def summary_line(bits: Sequence[float | None]) -> str:
+    """``312 tokens · 1,023.4 bits · 3.28 bits/token · perplexity 9.70`` (or ``—`` when nothing is scored)."""
+    s = summarize([b for b in bits if b is not None])
+    if s.tokens == 0:
+        return "—"
+    noun = "token" if s.tokens == 1 else "tokens"
+    return (
+        f"{s.tokens:,} {noun} · {s.total_bits:,.1f} bits · {s.bits_per_token:.2f} bits/token"
+        f" · perplexity {format_perplexity(s.perplexity)}"
+    )
+
+
+def sliding_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred mean over ``window`` positions, ignoring NaN; NaN where a position has no value."""
+    n = len(values)
+    if n == 0:
+        return values.copy()
+    valid = np.isfinite(values)
+    v = np.where(valid, values, 0.0)
+    c0 = np.concatenate(([0.0], np.cumsum(v)))
+    n0 = np.concatenate(([0], np.cumsum(valid)))
+    half = window // 2
+    idx = np.arange(n)
+    lo = np.clip(idx - half, 0, n)
+    hi = np.clip(idx - half + window, 0, n)
+    counts = n0[hi] - n0[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (c0[hi] - c0[lo]) / counts
+    mean[~valid] = np.nan
+    return mean
+
+
+class _SpanViewBox(pg.ViewBox):
+    """No panning or zooming: a left-drag on the background selects a span of tokens."""
+
+    sigSpanDragged = Signal(float, float, bool)  # x where the drag began, x now, finished
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 (pyqtgraph)
+        if ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()
+            return
+        ev.accept()
+        x0 = self.mapSceneToView(ev.buttonDownScenePos()).x()
+        x1 = self.mapSceneToView(ev.scenePos()).x()
+        self.sigSpanDragged.emit(x0, x1, ev.isFinish())
+
+    def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802 (pyqtgraph)
+        ev.ignore()
+
+
+class SurprisePlot(QWidget):
+    """Bits per token along the document, with the document's totals above."""
+
+    pointClicked = Signal(int)
+    spanChanged = Signal(int, int)
+
+    def __init__(self, parent: QWidget | None = None, theme: Theme | None = None) -> None:
+        super().__init__(parent)
+        self._theme = theme or system_theme()
+        self._zoom = 1.0
+        self._raw: list[float | None] = []
+        self._bits = np.zeros(0)  # NaN where there is no value
+        self._valid = np.zeros(0, dtype=np.int64)  # indices with a value
+        self._levels = np.zeros(0, dtype=np.int64)  # colour level of each index
+        self._brushes: np.ndarray = np.empty(0, dtype=object)
+        self._selection: tuple[int, int] | None = None
+        self._current: int | None = None
+        self._setting_region = False
+        self._summary = "—"
+        self._point_size = POINT_PX
+        self._window = AVERAGE_WINDOW
+
+        self._summary_label = QLabel("—")
+        self._summary_label.setTextFormat(Qt.TextFormat.RichText)
+        self._summary_label.setWordWrap(True)
+        self._legend_label = QLabel()
+        self._legend_label.setTextFormat(Qt.TextFormat.RichText)
+        self._legend_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+        self.view_box = _SpanViewBox()
+        self.plot_widget = pg.PlotWidget(viewBox=self.view_box)
+        self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.plot_widget.setMinimumHeight(80)
+        item = self.plot_widget.getPlotItem()
+        item.hideButtons()
+        item.setMenuEnabled(False)
+        item.layout.setContentsMargins(2, 4, 10, 2)
+        self.view_box.setMouseEnabled(False, False)
+        self.view_box.disableAutoRange()
+        self.view_box.setCursor(Qt.CursorShape.PointingHandCursor)
+
+        self._line = pg.PlotCurveItem(connect="finite", skipFiniteCheck=False)
+        self._mean = pg.PlotCurveItem(connect="finite")
+        self._points = pg.ScatterPlotItem(
+            pxMode=True, hoverable=True,
+            tip=lambda x, y, data: f"token {int(round(x)):,}: {y:.2f} bits",
+        )
+        self._region = pg.LinearRegionItem(values=(0, 1), orientation="vertical", movable=True, swapMode="sort")
+        self._region.hide()
+        self._region.setZValue(1)  # above the view box itself, so drags inside it move it
+        self._current_line = pg.InfiniteLine(angle=90, movable=False)
+        self._current_line.hide()
+        self._current_ring = pg.ScatterPlotItem(pxMode=True)
+        self._selection_text = pg.TextItem()
+        self._selection_text.textItem.document().setDocumentMargin(3)
+        self._selection_text.setZValue(30)
+        self._selection_text.hide()
+        self._current_ring.setZValue(20)
+        self._mean.setZValue(15)
+        self._points.setZValue(10)
+        self._empty_text = pg.TextItem(EMPTY_TEXT, anchor=(0.5, 0.5))
+        for it in (self._region, self._line, self._mean, self._points, self._current_line, self._current_ring,
+                   self._selection_text, self._empty_text):
+            self.view_box.addItem(it, ignoreBounds=True)
+
+        header = QHBoxLayout()
+        header.setContentsMargins(0, 0, 0, 0)
+        header.setSpacing(12)
+        header.addWidget(self._summary_label, 1)
+        header.addWidget(self._legend_label, 0)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 4)
+        layout.setSpacing(2)
+        layout.addLayout(header)
+        layout.addWidget(self.plot_widget, 1)
+
+        self.plot_widget.scene().sigMouseClicked.connect(self._on_scene_click)
+        self.view_box.sigSpanDragged.connect(self._on_span_dragged)
+        self.view_box.sigResized.connect(lambda *_: self._resize_points())
+        self._region.sigRegionChangeFinished.connect(self._on_region_finished)
+
+        self.setAutoFillBackground(True)
+        self.set_theme(self._theme)
+        self._update_ranges()
+
+    # ------------------------------------------------------------------ API
+
+    def set_bits(self, bits: Sequence[float | None], first_changed: int = 0) -> None:
+        """The surprise of every token (``None`` where there is none).
+
+        Entries before ``first_changed`` are as in the previous call, so only the rest is converted.
+        """
+        raw = list(bits)
+        n = len(raw)
+        start = max(0, min(int(first_changed), len(self._raw), n))
+        if start == 0 or len(self._bits) < start:
+            start = 0
+        new = np.array([np.nan if b is None else float(b) for b in raw[start:]], dtype=np.float64)
+        self._bits = np.concatenate((self._bits[:start], new))
+        levels = np.clip(np.rint(np.nan_to_num(new) / SCALE_MAX_BITS * _LEVELS), 0, _LEVELS).astype(np.int64)
+        self._levels = np.concatenate((self._levels[:start], levels))
+        self._raw = raw
+        self._valid = np.flatnonzero(np.isfinite(self._bits))
+
+        x = np.arange(n, dtype=np.float64)
+        self._line.setData(x, self._bits)
+        self._window = max(AVERAGE_WINDOW, round(n / 150))
+        self._mean.setData(x, sliding_mean(self._bits, self._window))
+        v = self._valid
+        self._point_size = self._fitting_point_size()
+        self._points.setData(
+            x=v.astype(np.float64), y=self._bits[v], brush=self._brushes[self._levels[v]],
+            size=self._point_size, pen=self._density_pen(),
+        )
+        self._style_line()
+        self._summary = summary_line(raw)
+        self._region.setBounds((-0.5, max(n, 1) - 0.5))
+        if self._selection is not None:  # keep it on the tokens that are still there
+            start, stop = self._selection
+            if start < n:
+                self.set_selection(start, min(stop, n))
+            else:
+                self.set_selection(None, None)
+        self._update_current()
+        self._update_summary_label()
+        self._update_ranges()
+
+    def set_selection(self, start: int | None, stop: int | None) -> None:
+        """Shade tokens ``start`` … ``stop - 1``; ``None`` removes the shading. Emits nothing."""
+        if start is None or stop is None or stop <= start:
+            self._selection = None
+            self._region.hide()
+            self._selection_text.hide()
+        else:
+            self._selection = (int(start), int(stop))
+            self._set_region(*self._selection)
+            self._region.show()
+        self._update_summary_label()
+
+    def selection(self) -> tuple[int, int] | None:
+        return self._selection
+
+    def region_bounds(self) -> tuple[float, float] | None:
+        """The shaded region in x (token i spans i − 0.5 … i + 0.5), or None when hidden."""
+        if not self._region.isVisible():
+            return None
+        lo, hi = self._region.getRegion()
+        return float(lo), float(hi)
+
+    def set_current(self, index: int | None) -> None:
+        self._current = None if index is None else int(index)
+        self._update_current()
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        pal = self.palette()
+        pal.setColor(self.backgroundRole(), theme.window)
+        pal.setColor(self.foregroundRole(), theme.text)
+        self.setPalette(pal)
+        self.plot_widget.setBackground(theme.panel)
+        self._brushes = np.empty(_LEVELS + 1, dtype=object)
+        for level in range(_LEVELS + 1):
+            self._brushes[level] = QBrush(surprise_color(level / _LEVELS * SCALE_MAX_BITS))
+        outline = QColor(theme.text)
+        outline.setAlpha(150 if theme.dark else 120)
+        self._point_pen = pg.mkPen(outline, width=1)
+        self._style_line()
+        mean = QColor(theme.text)
+        mean.setAlpha(200)
+        self._mean_color = mean
+        selection = QColor(theme.selection)
+        edge = QColor(theme.highlight)
+        edge.setAlpha(200)
+        self._region.setBrush(QBrush(selection))
+        hover = QColor(selection)
+        hover.setAlpha(min(255, selection.alpha() + 40))
+        self._region.setHoverBrush(QBrush(hover))
+        for ln in self._region.lines:
+            ln.setPen(pg.mkPen(edge, width=2))
+            ln.setHoverPen(pg.mkPen(theme.highlight, width=4))
+        self._current_line.setPen(pg.mkPen(theme.highlight, width=1.5, style=Qt.PenStyle.DashLine))
+        for name in ("left", "bottom"):
+            axis = self.plot_widget.getAxis(name)
+            axis.setPen(pg.mkPen(theme.muted))
+            axis.setTextPen(pg.mkPen(theme.text))
+        self._empty_text.setColor(theme.muted)
+        self._summary_label.setStyleSheet(f"color: {theme.text.name()};")
+        self._legend_label.setStyleSheet(f"color: {theme.muted.name()};")
+        self._apply_zoom()
+        if len(self._bits):
+            self.set_bits(self._raw, first_changed=0)
+        self._update_current()
+        self._update_summary_label()
+
+    def set_zoom(self, factor: float) -> None:
+        self._zoom = max(0.25, float(factor))
+        self._apply_zoom()
+        self._resize_points()
+        self._update_current()
+
+    def summary_text(self) -> str:
+        return self._summary
+
+    def point_count(self) -> int:
+        """How many points are plotted (tokens with a value)."""
+        return len(self._points.data)
+
+    def current_index(self) -> int | None:
+        """The token the current-token marker is on, or None when it is hidden."""
+        return self._current if self._current_line.isVisible() else None
+
+    def point_position(self, index: int) -> QPointF:
+        """Where token ``index``'s point is, in the plot widget's viewport coordinates (for tests)."""
+        y = self._bits[index] if 0 <= index < len(self._bits) and np.isfinite(self._bits[index]) else 0.0
+        scene = self.view_box.mapViewToScene(QPointF(float(index), float(y)))
+        return QPointF(self.plot_widget.mapFromScene(scene))
+
+    def nearest_index(self, x: float) -> int | None:
+        """The scored token nearest to ``x``."""
+        v = self._valid
+        if not len(v):
+            return None
+        j = int(np.searchsorted(v, x))
+        candidates = [v[k] for k in (j - 1, j) if 0 <= k < len(v)]
+        return int(min(candidates, key=lambda i: abs(i - x)))
+
+    # ------------------------------------------------------------ internals
+
+    def _apply_zoom(self) -> None:
+        pt = LABEL_PT * self._zoom
+        font = QFont(self.font())
+        font.setPointSizeF(pt * 0.95)
+        self._summary_label.setFont(font)
+        self._empty_text.setFont(font)
+        small = QFont(self.font())
+        small.setPointSizeF(pt * 0.8)
+        self._legend_label.setFont(small)
+        tick = QFont(self.font())
+        tick.setPointSizeF(pt * 0.85)
+        item = self.plot_widget.getPlotItem()
+        for name in ("left", "bottom"):
+            axis = self.plot_widget.getAxis(name)
+            axis.setStyle(tickFont=tick, tickTextOffset=max(3, round(4 * self._zoom)))
+        # the x axis needs no title (the summary counts tokens); y says its unit
+        item.setLabel("left", "bits", color=self._theme.muted.name(), **{"font-size": f"{pt * 0.85:.1f}pt"})
+        self.plot_widget.getAxis("left").setWidth(round(30 + 14 * self._zoom))
+        self._mean.setPen(pg.mkPen(self._mean_color, width=max(1.5, 2.0 * self._zoom)))
+        self._update_legend()
+        self.plot_widget.getPlotItem().showGrid(x=False, y=True, alpha=0.18 if not self._theme.dark else 0.25)
+
+    def _fitting_point_size(self) -> float:
+        """The zoom's point size, smaller when the points would overlap."""
+        width = max(self.view_box.boundingRect().width(), 50.0)
+        spacing = width / max(len(self._bits), 1)
+        return float(np.clip(spacing * 1.15, 3.0, POINT_PX * self._zoom))
+
+    def _density_pen(self):
+        """Points get an outline (it keeps the dark end of the scale visible) unless they are crowded."""
+        return self._point_pen if self._point_size >= 4.5 else pg.mkPen(None)
+
+    def _style_line(self) -> None:
+        """The thin line joining the points fades as they crowd together, then goes."""
+        spacing = max(self.view_box.boundingRect().width(), 50.0) / max(len(self._bits), 1)
+        line = QColor(self._theme.muted)
+        line.setAlpha(int(np.clip(40 * spacing - 20, 0, 140)))
+        self._line.setPen(pg.mkPen(line, width=1))
+        self._line.setVisible(line.alpha() > 0)
+
+    def _resize_points(self) -> None:
+        size = self._fitting_point_size()
+        if abs(size - self._point_size) > 0.25:
+            self._point_size = size
+            self._points.setSize(size)
+            self._points.setPen(self._density_pen())
+            self._update_current()
+        self._style_line()
+
+    def _update_legend(self) -> None:
+        self._fit_header()
+
+    def _legend_html(self, with_mean: bool) -> tuple[str, str]:
+        """The colour-scale legend (and the mean line's), as rich text and as plain text for measuring."""
+        blocks = "".join(
+            f'<span style="color:{surprise_color(b).name()}">█</span>' for b in np.linspace(0, SCALE_MAX_BITS, 9)
+        )
+        html = f"0 {blocks} {SCALE_MAX_BITS:g}+ bits"
+        plain = f"0 {'█' * 9} {SCALE_MAX_BITS:g}+ bits"
+        if with_mean:
+            mean = f'<span style="color:{self._mean_color.name()}"><b>━</b></span> mean of {self._window}'
+            html = f"{mean}&nbsp;&nbsp;&nbsp; {html}"
+            plain = f"━ mean of {self._window}    " + plain
+        return html, plain
+
+    def _fit_header(self) -> None:
+        """The summary comes first; the legend shows in full, shortened or not at all, as room allows."""
+        if not hasattr(self, "_mean_color"):
+            return
+        bold = QFont(self._summary_label.font())
+        bold.setBold(True)
+        need = QFontMetricsF(bold).horizontalAdvance(self._summary) + 4
+        margins = self.layout().contentsMargins() if self.layout() is not None else None
+        room = self.width() - (margins.left() + margins.right() if margins else 16) - 16
+        legend_fm = QFontMetricsF(self._legend_label.font())
+        for with_mean in (True, False):
+            html, plain = self._legend_html(with_mean)
+            if need + legend_fm.horizontalAdvance(plain) + 8 <= room:
+                self._legend_label.setText(html)
+                self._legend_label.show()
+                return
+        self._legend_label.hide()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self._fit_header()
+
+    def _update_summary_label(self) -> None:
+        # the numbers bold, the words plain: "<b>312</b> tokens · <b>1,023.4</b> bits · ..."
+        parts = []
+        for part in self._summary.split(" · "):
+            head, _, tail = part.rpartition(" ") if part.startswith("perplexity") else part.partition(" ")
+            parts.append(f"{head} <b>{tail}</b>" if part.startswith("perplexity") else f"<b>{head}</b> {tail}")
+        self._summary_label.setText(" · ".join(parts) if self._summary != "—" else "—")
+        self._fit_header()
+        self._update_selection_text()
+
+    def selection_text(self) -> str:
+        """The selected span's numbers shown in the plot ("22 tokens · 4.68 bits/token"), or ""."""
+        if self._selection is None or not len(self._bits):
+            return ""
+        a, b = self._selection
+        sub = self._bits[max(0, a) : max(0, b)]
+        sub = sub[np.isfinite(sub)]
+        if not len(sub):
+            return ""
+        noun = "token" if len(sub) == 1 else "tokens"
+        return f"{len(sub):,} {noun} · {sub.mean():.2f} bits/token"
+
+    def _update_selection_text(self) -> None:
+        text = self.selection_text()
+        if not text or not self._region.isVisible():
+            self._selection_text.hide()
+            return
+        t = self._theme
+        fill = QColor(t.panel)
+        fill.setAlpha(225)
+        self._selection_text.fill = pg.mkBrush(fill)
+        self._selection_text.border = pg.mkPen(t.highlight, width=1)
+        self._selection_text.setText(text, color=t.text)
+        font = QFont(self.font())
+        font.setPointSizeF(LABEL_PT * self._zoom * 0.8)
+        self._selection_text.setFont(font)
+        a, b = self._selection
+        n = len(self._bits)
+        left = (a + b) / 2 < n / 2
+        self._selection_text.setAnchor((0, 0) if left else (1, 0))
+        self._selection_text.setPos((a - 0.5) if left else (b - 0.5), getattr(self, "_y_top", 1.0))
+        self._selection_text.show()
+
+    def is_empty(self) -> bool:
+        """True while no token has a value (the plot shows a short explanation instead)."""
+        return not len(self._valid)
+
+    def _update_ranges(self) -> None:
+        n = len(self._bits)
+        finite = self._bits[np.isfinite(self._bits)] if n else self._bits
+        top = max(1.0, float(finite.max()) * 1.1) if len(finite) else 1.0
+        self._y_top = top
+        right = max(n, 10 if not len(finite) else 1) - 0.5
+        self.view_box.setRange(xRange=(-0.5, right), yRange=(-0.02 * top, top), padding=0, update=True)
+        self._empty_text.setPos((right - 0.5) / 2, top / 2)
+        self._empty_text.setVisible(not len(finite))
+        self._update_selection_text()
+
+    def _update_current(self) -> None:
+        i = self._current
+        if i is None or not 0 <= i < len(self._bits):
+            self._current_line.hide()
+            self._current_ring.setData([], [])
+            return
+        self._current_line.setValue(i)
+        self._current_line.show()
+        if np.isfinite(self._bits[i]):
+            self._current_ring.setData(
+                [float(i)], [float(self._bits[i])], size=(POINT_PX + 9) * self._zoom,
+                pen=pg.mkPen(self._theme.highlight, width=max(2.0, 2.5 * self._zoom)), brush=None,
+            )
+        else:
+            self._current_ring.setData([], [])
+
+    def _set_region(self, start: int, stop: int) -> None:
+        self._setting_region = True
+        try:
+            self._region.setRegion((start - 0.5, stop - 0.5))
+        finally:
+            self._setting_region = False
+
+    def _span_from(self, x0: float, x1: float) -> tuple[int, int] | None:
+        n = len(self._bits)
+        if not n:
+            return None
+        lo, hi = min(x0, x1), max(x0, x1)
+        start = int(np.clip(np.floor(lo + 0.5), 0, n - 1))
+        stop = int(np.clip(np.floor(hi + 0.5) + 1, start + 1, n))
+        return start, stop
+
+    def _on_span_dragged(self, x0: float, x1: float, finished: bool) -> None:
+        span = self._span_from(x0, x1)
+        if span is None:
+            return
+        self._set_region(*span)
+        self._region.show()
+        if finished:
+            self._selection = span
+            self._update_summary_label()
+            self.spanChanged.emit(*span)
+
+    def _on_region_finished(self, *_args) -> None:
+        if self._setting_region or not self._region.isVisible():
+            return
+        lo, hi = self._region.getRegion()
+        n = len(self._bits)
+        if not n:
+            return
+        start = int(np.clip(round(lo + 0.5), 0, n - 1))
+        stop = int(np.clip(round(hi + 0.5), start + 1, n))
+        self._set_region(start, stop)
+        if (start, stop) != self._selection:
+            self._selection = (start, stop)
+            self._update_summary_label()
+            self.spanChanged.emit(start, stop)
+
+    def _on_scene_click(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or event.double():
+            return
+        pos = event.scenePos()
+        if not self.view_box.sceneBoundingRect().contains(pos):
+            return
+        index = self.nearest_index(self.view_box.mapSceneToView(pos).x())
+        if index is not None:
+            self.pointClicked.emit(index)

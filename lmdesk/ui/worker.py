@@ -1,0 +1,274 @@
+"""The one background worker that owns the model.
+
+The UI thread never runs the model: it sends requests to :class:`EngineWorker`,
+which lives in its own QThread and answers with immutable snapshots of the
+document (:class:`EngineState`). Requests are queued by Qt's event loop and
+handled one at a time, in order; Stop sets a flag the worker checks between
+tokens and between prefill chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from ..core.document import DocToken, Segment, same_prefix
+from ..core.errors import Cancelled, LmdeskError
+from ..core.sampling import SamplingSettings
+from ..core.session import NextDistribution, Session
+
+log = logging.getLogger(__name__)
+
+TOP_K_STORED = 50  # candidates kept per position: the chart shows up to this many
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    folder: str
+    context_length: int
+    vocab_size: int
+    has_template: bool
+    default_system_prompt: str | None
+    tokenizer: object  # a tokenizers.Tokenizer: read-only use from any thread is safe
+    special_ids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the window shows, as one consistent snapshot."""
+
+    tokens: tuple[DocToken, ...] = ()
+    segments: tuple[Segment, ...] = ()
+    next: NextDistribution | None = None
+    first_changed: int = 0
+    can_undo: bool = False
+    response_start: int | None = None
+    system_prompt: str | None = None
+    in_conversation: bool = False
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str
+    args: tuple = field(default_factory=tuple)
+
+
+class EngineWorker(QObject):
+    stateChanged = Signal(object)  # EngineState
+    modelLoaded = Signal(object)  # ModelInfo
+    modelMissing = Signal(str)  # why, in one sentence: the window offers to prepare or import
+    failed = Signal(str)  # one sentence for the person at the keyboard
+    busyChanged = Signal(bool, str)  # busy?, what is going on
+    progress = Signal(float, str)  # fraction (negative: unknown), message
+    notice = Signal(str)  # a short remark for the status bar
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+        self.settings = SamplingSettings()
+        self.k = 20
+        self.cancel_flag = threading.Event()
+        self.threads_seen: set[int] = set()  # for tests: where requests were handled
+        self._last_ids: list[int] = []
+        self._revision = 0
+
+    # -- plumbing -------------------------------------------------------------------------
+    @Slot(object)
+    def handle(self, request: Request) -> None:
+        self.threads_seen.add(threading.get_ident())
+        self.cancel_flag.clear()
+        self.busyChanged.emit(True, request.op)
+        try:
+            getattr(self, f"_op_{request.op}")(*request.args)
+        except Cancelled as exc:
+            self.notice.emit(str(exc))
+        except LmdeskError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # a bug: say so plainly, keep the document, log the details
+            log.error("request %s failed:\n%s", request.op, traceback.format_exc())
+            self.failed.emit(f"Something went wrong inside lmdesk ({type(exc).__name__}: {exc}); your work is kept.")
+        finally:
+            self._publish()
+            self.busyChanged.emit(False, "")
+
+    def _should_cancel(self) -> bool:
+        return self.cancel_flag.is_set()
+
+    def _progress(self, message: str):
+        def report(done: int, total: int) -> None:
+            self.progress.emit(done / total if total else -1.0, message)
+
+        return report
+
+    def _publish(self) -> None:
+        s = self.session
+        if s is None:
+            self.stateChanged.emit(EngineState())
+            return
+        ids = s.ids
+        first = same_prefix(self._last_ids, ids)
+        self._last_ids = ids
+        self._revision += 1
+        nxt = s.next_distribution(self.k, self.settings) if s.doc.tokens else None
+        self.stateChanged.emit(
+            EngineState(
+                tokens=tuple(s.doc.tokens), segments=tuple(s.doc.segments), next=nxt, first_changed=first,
+                can_undo=s.can_undo, response_start=s.response_start(), system_prompt=s.system_prompt,
+                in_conversation=any(seg.message is not None for seg in s.doc.segments), revision=self._revision,
+            )
+        )
+
+    def _need(self) -> Session:
+        if self.session is None:
+            raise LmdeskError("No model is loaded yet.")
+        return self.session
+
+    # -- model ----------------------------------------------------------------------------------
+    def _op_load_model(self, folder: str | None, threads: int | None = None) -> None:
+        from ..core.default_model import find_default_model
+        from ..core.model import LoadedModel
+
+        if folder is None:
+            found = find_default_model()
+            if found is None:
+                self.modelMissing.emit(
+                    "The default model (SmolLM2-135M-Instruct) is not on this computer yet: "
+                    "prepare it (one download of 93 MB) or open a model you have."
+                )
+                return
+            folder = str(found)
+        self.progress.emit(-1.0, f"Loading the model from {folder}")
+        model = LoadedModel(folder, threads=threads)
+        old = self.session
+        self.session = Session(model, top_k=TOP_K_STORED)
+        self._last_ids = []
+        self.modelLoaded.emit(
+            ModelInfo(model.name, str(model.folder), model.context_length, model.vocab_size,
+                      self.session.template is not None, self.session.default_system_prompt,
+                      model.tokenizer, model.special_ids)
+        )
+        if old is not None:
+            self.notice.emit(f"Switched to {model.name}; a new conversation starts.")
+
+    def _op_prepare_default(self) -> None:
+        from ..core.default_model import prepare_default_model
+
+        folder = prepare_default_model(
+            progress=lambda f, m: self.progress.emit(f, m), should_cancel=self._should_cancel
+        )
+        self._op_load_model(str(folder))
+
+    def _op_import_gguf(self, path: str) -> None:
+        from ..core.gguf_import import import_gguf
+        from ..core.paths import model_dirs, writable
+
+        src = Path(path)
+        base = next((d for d in model_dirs() if writable(d)), None)
+        if base is None:
+            raise LmdeskError("No folder is writable for the imported model.")
+        out = base / src.name.removesuffix(".gguf")
+        result = import_gguf(src, out, progress=lambda f, m: self.progress.emit(f, m),
+                             should_cancel=self._should_cancel, overwrite=True)
+        self._op_load_model(str(result.folder))
+
+    # -- document edits ------------------------------------------------------------------------
+    def _op_end_turn(self, text: str) -> None:
+        self._need().end_turn(text, self._progress("Reading the conversation"), self._should_cancel)
+
+    def _op_load_text(self, text: str) -> None:
+        s = self._need()
+        s.load_text(text, self._progress("Reading the text"), self._should_cancel)
+
+    def _op_append_token(self, token_id: int) -> None:
+        self._need().append_token(token_id)
+
+    def _op_replace(self, index: int, token_id: int) -> None:
+        s = self._need()
+        if index >= len(s.doc):
+            s.append_token(token_id)
+        else:
+            s.replace(index, token_id)
+
+    def _op_replace_text(self, index: int, text: str) -> None:
+        self._need().replace_text(index, text)
+
+    def _op_truncate(self, n: int) -> None:
+        self._need().truncate(n)
+
+    def _op_undo(self) -> None:
+        if not self._need().undo():
+            self.notice.emit("There is nothing to undo.")
+
+    def _op_reset_response(self) -> None:
+        self._need().reset_response()
+
+    def _op_new_conversation(self) -> None:
+        self._need().reset()
+
+    def _op_set_system_prompt(self, text: str | None) -> None:
+        self._need().set_system_prompt(text)
+
+    # -- settings --------------------------------------------------------------------------------
+    def _op_set_settings(self, settings: SamplingSettings) -> None:
+        self.settings = settings
+
+    def _op_set_k(self, k: int) -> None:
+        self.k = max(1, min(int(k), TOP_K_STORED))
+
+    # -- the model writes ------------------------------------------------------------------------
+    def _op_step(self, greedy: bool) -> None:
+        s = self._need()
+        settings = SamplingSettings(greedy=True) if greedy else self.settings
+        token, _ = s.choose(settings)
+        s.append_token(token)
+
+    def _op_generate(self, max_new_tokens: int) -> None:
+        s = self._need()
+        count = 0
+        finished = None
+        seed = None
+        for event in s.generate(self.settings, max_new_tokens, should_cancel=self._should_cancel):
+            count += 1
+            finished = event.finished
+            seed = event.seed
+            self._publish()
+            self.progress.emit(count / max_new_tokens, f"Generating: {count} of at most {max_new_tokens} tokens")
+        why = {"stop": "the model ended its turn", "length": "the length limit was reached",
+               "context": "the model's context is full"}.get(finished or "", "stopped")
+        seeded = f" (seed {seed})" if seed is not None else ""
+        self.notice.emit(f"Generated {count} tokens{seeded}: {why}.")
+
+
+class EngineClient(QObject):
+    """The UI thread's handle on the worker: methods send requests; nothing blocks."""
+
+    request = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("lmdesk-engine")
+        self.worker = EngineWorker()
+        self.worker.moveToThread(self.thread)
+        self.request.connect(self.worker.handle)
+        self.thread.start()
+
+    def send(self, op: str, *args) -> None:
+        self.request.emit(Request(op, args))
+
+    def stop(self) -> None:
+        """Ask the running work to stop at its next checkpoint (thread-safe)."""
+        self.worker.cancel_flag.set()
+
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Stop the work, end the thread; True if it ended in time."""
+        self.stop()
+        self.thread.quit()
+        return self.thread.wait(timeout_ms)

@@ -1,0 +1,302 @@
+"""The explorer window, driven as a student would (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from tiny_gguf import write_tiny_gguf
+
+from lmdesk.core.document import CONTENT, MARKUP
+from lmdesk.core.gguf_import import import_gguf
+from lmdesk.core.stats import summarize
+
+TIMEOUT = 20000
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ui")
+    import_gguf(write_tiny_gguf(tmp / "tiny.gguf", ctx=128, seed=3), tmp / "model")
+    return tmp / "model"
+
+
+def idle(qtbot, win) -> None:
+    """Wait until the worker has answered everything sent so far."""
+    qtbot.waitUntil(lambda: not win.busy, timeout=TIMEOUT)
+    qtbot.wait(30)
+    qtbot.waitUntil(lambda: not win.busy, timeout=TIMEOUT)
+
+
+def run_op(qtbot, win, trigger, op: str) -> list[tuple]:
+    """Trigger a request and wait until the worker has finished ``op``;
+    returns what the window looked like at each state it received meanwhile."""
+    events: list[tuple] = []
+    seen: list[tuple] = []
+
+    def on_busy(busy: bool, what: str) -> None:
+        events.append((busy, what))
+
+    def on_state(_state) -> None:
+        seen.append((win.busy, win.generate.isEnabled(), win.end_turn.isEnabled(), win.stop.isEnabled(),
+                     len(win.state.tokens)))
+
+    w = win.client.worker
+    w.busyChanged.connect(on_busy)
+    win.stateShown.connect(on_state)
+    try:
+        trigger()
+
+        def finished() -> bool:
+            return (True, op) in events and events[-1] == (False, "")
+
+        qtbot.waitUntil(finished, timeout=TIMEOUT)
+        idle(qtbot, win)
+    finally:
+        w.busyChanged.disconnect(on_busy)
+        win.stateShown.disconnect(on_state)
+    return seen
+
+
+def open_window(qtbot, folder: Path):
+    from lmdesk.ui.main_window import MainWindow
+
+    win = MainWindow(model_folder=str(folder), threads=1)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.info is not None, timeout=TIMEOUT)
+    idle(qtbot, win)
+    return win
+
+
+def end_turn(qtbot, win, text: str) -> None:
+    win.message.setPlainText(text)
+    win.end_turn.click()
+    qtbot.waitUntil(lambda: len(win.state.tokens) > 0 and not win.busy, timeout=TIMEOUT)
+    idle(qtbot, win)
+
+
+@pytest.fixture
+def win(qtbot, tiny_dir):
+    w = open_window(qtbot, tiny_dir)
+    yield w
+    w.close()
+
+
+def test_end_turn_renders_the_markers(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi there")
+    toks = win.state.tokens
+    segs = win.state.segments
+    assert toks[0].special and toks[0].kind == MARKUP  # <|im_start|>
+    roles = [segs[t.segment].role for t in toks]
+    assert roles[0] == "user" and roles[-1] == "assistant"
+    content = [t.id for t in toks if t.kind == CONTENT]
+    assert win.info.tokenizer.decode(content) == "hi there"
+    assert win.message.toPlainText() == ""
+    # the chips are drawn: one rectangle per token, in reading order
+    rects = [win.doc_view.chip_rect(i) for i in range(len(toks))]
+    assert all(r.width() > 0 for r in rects)
+    assert win.state.next is not None and len(win.dist.labels()) == win.k_spin.value()
+
+
+def test_clicking_a_bar_appends_that_token(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    n = len(win.state.tokens)
+    wanted = win.state.next.ids[2]  # the third candidate, not the first
+    before = list(win.dist.labels())
+    win.dist.click_bar(2)
+    qtbot.waitUntil(lambda: len(win.state.tokens) == n + 1, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.state.tokens[-1].id == wanted
+    assert win.state.tokens[-1].stats.rank == 3
+    assert win.dist.labels() != before  # the chart shows the new next-token distribution
+
+
+def test_clicking_a_chip_shows_its_distribution(qtbot, win) -> None:
+    end_turn(qtbot, win, "the cat sat on the mat")
+    i = 5
+    tok = win.state.tokens[i]
+    qtbot.mouseClick(win.doc_view.canvas(), pytest.importorskip("PySide6.QtCore").Qt.MouseButton.LeftButton,
+                     pos=win.doc_view.chip_rect(i).center())
+    qtbot.waitUntil(lambda: win.position == i, timeout=TIMEOUT)
+    labels = win.dist.labels()
+    assert labels and f"Position {i}" in win.dist_title.text()
+    shown = win.texts(tok.id).display
+    if tok.id in tok.stats.top_ids[: win.k_spin.value()]:
+        row = list(tok.stats.top_ids).index(tok.id)
+        assert shown in labels[row] and "actual" in labels[row]
+    else:
+        assert any(f"rank {tok.stats.rank:,}" in lab for lab in labels)
+    # a bar at an earlier position replaces that token; the rest is dropped
+    other = next(t for t in tok.stats.top_ids if t != tok.id)
+    row = list(tok.stats.top_ids).index(other)
+    win.dist.click_bar(row)
+    qtbot.waitUntil(lambda: len(win.state.tokens) == i + 1, timeout=TIMEOUT)
+    assert win.state.tokens[i].id == other
+
+
+def test_a_span_shows_the_sum_of_its_bits(qtbot, win) -> None:
+    end_turn(qtbot, win, "the cat sat on the mat")
+    a, b = 3, 9
+    win.doc_view.spanSelected.emit(a, b)
+    s = summarize([t.stats.bits for t in win.state.tokens[a:b]])
+    text = win.span_label.text()
+    assert f"Selected {b - a} tokens" in text
+    assert f"{s.total_bits:,.1f} bits" in text and f"{s.bits_per_token:.2f} bits/token" in text
+    assert f"perplexity {s.perplexity:,.2f}" in text
+
+
+def test_undo_reset_and_force(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    opened = len(win.state.tokens)
+    win.greedy_step.click()
+    qtbot.waitUntil(lambda: len(win.state.tokens) == opened + 1, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.state.tokens[-1].stats.rank == 1
+    win.force_edit.setText(" the dog")
+    win.force.click()
+    qtbot.waitUntil(lambda: win.info.tokenizer.decode([t.id for t in win.state.tokens[opened + 1:]]) == " the dog",
+                    timeout=TIMEOUT)
+    idle(qtbot, win)
+    win.undo.click()
+    qtbot.waitUntil(lambda: len(win.state.tokens) == opened + 1, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.reset_response.isEnabled()
+    win.reset_response.click()
+    qtbot.waitUntil(lambda: len(win.state.tokens) == opened, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert not win.reset_response.isEnabled()
+
+
+def test_generate_streams_and_stop_stops(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    start = len(win.state.tokens)
+    win.temperature.setValue(1.5)
+    win.seed.setValue(1)
+    win.fixed_seed.setChecked(True)  # seed 1 runs past 60 tokens on this tiny model
+    win.max_tokens.setValue(60)
+    idle(qtbot, win)
+
+    def maybe_stop(st) -> None:  # Stop after the third streamed token, as the button does
+        if len(st.tokens) >= start + 3:
+            win.stop.click()
+
+    win.stateShown.connect(maybe_stop)
+    seen = run_op(qtbot, win, win.generate.click, "generate")
+    win.stateShown.disconnect(maybe_stop)
+    made = len(win.state.tokens) - start
+    assert 3 <= made < 60  # stopped between tokens, well before the limit
+    streamed = sorted({n for *_, n in seen if n > start})
+    assert streamed[:3] == [start + 1, start + 2, start + 3]  # the document grew token by token
+    # without Stop the same seed runs to the limit, one chip at a time
+    win.undo.click()
+    idle(qtbot, win)
+    seen = run_op(qtbot, win, win.generate.click, "generate")
+    assert len(win.state.tokens) - start == 60
+    assert len({n for *_, n in seen if n > start}) >= 30
+
+
+def test_controls_wait_while_busy(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    win.max_tokens.setValue(40)
+    win.seed.setValue(1)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    seen = run_op(qtbot, win, win.generate.click, "generate")
+    during = [v for v in seen if v[0]]
+    assert len(during) >= 10
+    # while the model writes, what would conflict is disabled and Stop is offered
+    assert all(not gen and not turn and stop for _, gen, turn, stop, _n in during)
+    assert win.generate.isEnabled() and not win.stop.isEnabled()
+
+
+def test_zoom_changes_sizes(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    h1 = win.doc_view.chip_rect(1).height()
+    win.act_zoom_in.trigger()
+    win.act_zoom_in.trigger()
+    qtbot.wait(50)
+    h2 = win.doc_view.chip_rect(1).height()
+    assert h2 > h1 * 1.2
+    win.act_zoom_reset.trigger()
+    qtbot.wait(50)
+    assert abs(win.doc_view.chip_rect(1).height() - h1) <= 1
+
+
+def test_the_model_runs_only_on_the_worker_thread(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    win.greedy_step.click()
+    idle(qtbot, win)
+    seen = win.client.worker.threads_seen
+    assert seen and threading.get_ident() not in seen
+
+
+def test_errors_are_sentences_and_keep_the_document(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    before = win.state.tokens
+    win.message.setPlainText("   ")
+    win.end_turn.click()
+    assert win.banner.isVisible() and "empty" in win.banner.text()
+    # a message far past the tiny model's 128-token context
+    win.message.setPlainText("the cat sat on the mat. " * 100)
+    win.end_turn.click()
+    qtbot.waitUntil(lambda: win.banner.isVisible() and "at most 128" in win.banner.text(), timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.state.tokens == before
+
+
+def test_missing_model_offers_what_to_do(qtbot, tmp_path, monkeypatch) -> None:
+    from lmdesk.core import default_model
+    from lmdesk.ui.main_window import MainWindow
+
+    monkeypatch.setattr(default_model, "find_default_model", lambda: None)
+    win = MainWindow(model_folder=None, threads=1)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.missing.isVisible(), timeout=TIMEOUT)
+    assert "not on this computer" in win.missing_text.text()
+    assert win.prepare_button.isEnabled() and win.import_button.isEnabled()
+    assert not win.end_turn.isEnabled()
+    win.close()
+
+
+def test_a_broken_model_folder_is_a_sentence(qtbot, tmp_path) -> None:
+    from lmdesk.ui.main_window import MainWindow
+
+    (tmp_path / "manifest.json").write_text("{ not json")
+    win = MainWindow(model_folder=str(tmp_path), threads=1)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.banner.isVisible(), timeout=TIMEOUT)
+    assert "damaged" in win.banner.text()
+    win.close()
+
+
+@pytest.mark.realmodel
+def test_real_lab_flow(qtbot, real_model_dir) -> None:
+    """The classroom lab on SmolLM2: end turn, pick candidates, generate, inspect, measure."""
+    win = open_window(qtbot, real_model_dir)
+    end_turn(qtbot, win, "What is the capital of France?")
+    assert win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False).endswith(
+        "<|im_start|>assistant\n")
+    start = len(win.state.tokens)
+    for n in range(3):  # three greedy picks by clicking the top bar
+        win.dist.click_bar(0)
+        qtbot.waitUntil(lambda n=n: len(win.state.tokens) == start + n + 1, timeout=TIMEOUT)
+        idle(qtbot, win)
+    assert win.info.tokenizer.decode([t.id for t in win.state.tokens[start:]]) == "The capital of"
+    win.temperature.setValue(0.0)
+    win.max_tokens.setValue(20)
+    idle(qtbot, win)
+    win.generate.click()
+    qtbot.waitUntil(lambda: win.busy, timeout=TIMEOUT)
+    idle(qtbot, win)
+    reply = win.info.tokenizer.decode([t.id for t in win.state.tokens[start:]])
+    assert reply.startswith("The capital of France is Paris")
+    paris = next(i for i in range(start, len(win.state.tokens)) if win.texts(win.state.tokens[i].id).display == "·Paris")
+    win.on_token_clicked(paris)
+    assert "actual" in win.dist.labels()[0] and "Paris" in win.dist.labels()[0]
+    win.doc_view.spanSelected.emit(start, len(win.state.tokens))
+    assert "Selected" in win.span_label.text()
+    win.close()

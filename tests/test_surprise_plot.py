@@ -1,0 +1,170 @@
+"""SurprisePlot: bits per token along the document, its summary, clicks and spans."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from lmdesk.ui.surprise_plot import SurprisePlot, format_perplexity, sliding_mean, summary_line
+from lmdesk.ui.theme import DARK, HIGH_CONTRAST, LIGHT
+
+
+@pytest.fixture
+def plot(qtbot):
+    w = SurprisePlot(theme=LIGHT)
+    qtbot.addWidget(w)
+    w.resize(900, 220)
+    return w
+
+
+def shown(qtbot, w):
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.wait(20)
+    return w
+
+
+def viewport_point(w: SurprisePlot, x: float, y: float) -> QPoint:
+    return w.plot_widget.mapFromScene(w.view_box.mapViewToScene(QPointF(x, y)))
+
+
+def test_summary_of_the_document(plot):
+    assert plot.summary_text() == "—"
+    plot.set_bits([None, 1.0, 3.0, 2.0])
+    text = plot.summary_text()
+    assert text == "3 tokens · 6.0 bits · 2.00 bits/token · perplexity 4.00"
+    assert "3 tokens" in text and "6.0 bits" in text and "2.00 bits/token" in text and "perplexity 4.00" in text
+
+
+def test_empty_until_a_token_is_scored(plot):
+    assert plot.is_empty() and plot.point_count() == 0
+    plot.set_bits([None])  # one token: nothing predicted it
+    assert plot.is_empty() and plot.summary_text() == "—"
+    plot.set_bits([None, 0.5])
+    assert not plot.is_empty() and plot.point_count() == 1
+
+
+def test_summary_formats():
+    assert summary_line([None, 2.5]) == "1 token · 2.5 bits · 2.50 bits/token · perplexity 5.66"
+    assert summary_line([None]) == "—"
+    long = summary_line([None] + [3.28] * 312)
+    assert long.startswith("312 tokens · 1,023.4 bits · 3.28 bits/token · perplexity 9.71")
+    assert format_perplexity(4.0) == "4.00"
+    assert format_perplexity(12.345) == "12.3"
+    assert format_perplexity(1234.5) == "1,234"
+
+
+def test_sliding_mean_skips_missing_values():
+    values = np.array([np.nan, 1.0, 3.0, 2.0, 6.0])
+    mean = sliding_mean(values, 2)  # centred: positions i-1 and i
+    assert np.isnan(mean[0])
+    assert mean[1:] == pytest.approx([1.0, 2.0, 2.5, 4.0])
+
+
+def test_click_emits_the_nearest_index(plot, qtbot):
+    plot.set_bits([None, 1.0, 3.0, 2.0, 0.5])
+    shown(qtbot, plot)
+    viewport = plot.plot_widget.viewport()
+    with qtbot.waitSignal(plot.pointClicked, timeout=1000) as blocker:
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=viewport_point(plot, 2.0, 3.0))
+    assert blocker.args == [2]
+    # near x = 3 but far below its point: the x decides
+    with qtbot.waitSignal(plot.pointClicked, timeout=1000) as blocker:
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=viewport_point(plot, 3.3, 0.2))
+    assert blocker.args == [3]
+    # on the first token, which has no point: the nearest scored one
+    with qtbot.waitSignal(plot.pointClicked, timeout=1000) as blocker:
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=viewport_point(plot, 0.0, 1.0))
+    assert blocker.args == [1]
+
+
+def test_selection_shows_a_region_without_a_signal(plot, qtbot):
+    plot.set_bits([None, 1.0, 3.0, 2.0, 0.5, 4.0])
+    assert plot.region_bounds() is None
+    with qtbot.assertNotEmitted(plot.spanChanged):
+        plot.set_selection(2, 5)
+    assert plot.region_bounds() == pytest.approx((1.5, 4.5))  # tokens 2, 3, 4
+    assert plot.selection() == (2, 5)
+    assert plot.selection_text() == "3 tokens · 1.83 bits/token"
+    plot.set_selection(None, None)
+    assert plot.region_bounds() is None and plot.selection_text() == ""
+
+
+def test_dragging_on_the_plot_selects_a_span(plot, qtbot):
+    plot.set_bits([None] + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    shown(qtbot, plot)
+    viewport = plot.plot_widget.viewport()
+    a, b = viewport_point(plot, 2.1, 1.0), viewport_point(plot, 5.8, 1.0)
+    with qtbot.waitSignal(plot.spanChanged, timeout=1000) as blocker:
+        QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+        for k in range(1, 6):
+            QTest.mouseMove(viewport, a + (b - a) * k / 5)
+        QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    assert blocker.args == [2, 7]  # tokens 2 … 6, stop exclusive
+    assert plot.region_bounds() == pytest.approx((1.5, 6.5))
+
+
+def test_dragging_the_region_emits_the_new_span(plot, qtbot):
+    plot.set_bits([None] + [1.0] * 20)
+    plot.set_selection(3, 6)
+    shown(qtbot, plot)
+    viewport = plot.plot_widget.viewport()
+    a, b = viewport_point(plot, 4.0, 0.5), viewport_point(plot, 9.0, 0.5)
+    with qtbot.waitSignal(plot.spanChanged, timeout=1000) as blocker:
+        QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+        for k in range(1, 6):
+            QTest.mouseMove(viewport, a + (b - a) * k / 5)
+        QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    assert blocker.args == [8, 11]  # moved by 5 tokens, snapped to whole tokens
+    assert plot.region_bounds() == pytest.approx((7.5, 10.5))
+
+
+def test_y_range_and_current_marker(plot):
+    plot.set_bits([None, 1.0, 3.0, 2.0])
+    (x0, x1), (y0, y1) = plot.view_box.viewRange()
+    assert y1 == pytest.approx(3.3)
+    assert x0 <= 0 and x1 >= 3
+    plot.set_bits([None, 0.1, 0.2])
+    assert plot.view_box.viewRange()[1][1] == pytest.approx(1.0)
+    plot.set_current(2)
+    assert plot.current_index() == 2
+    plot.set_current(None)
+    assert plot.current_index() is None
+
+
+def test_five_thousand_points(plot, qtbot):
+    rng = np.random.default_rng(0)
+    bits = [None] + [float(b) for b in rng.gamma(1.5, 2.0, 4999)]
+    shown(qtbot, plot)
+    t0 = time.perf_counter()
+    plot.set_bits(bits)
+    qtbot.wait(1)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0
+    total = sum(bits[1:])
+    assert plot.summary_text().startswith(f"4,999 tokens · {total:,.1f} bits")
+    assert plot.point_count() == 4999
+    assert plot.nearest_index(4999.4) == 4999
+    assert plot.view_box.viewRange()[1][1] == pytest.approx(max(bits[1:]) * 1.1)
+    # a later update of the tail only gives the same result as a full one
+    bits2 = bits[:4000] + [1.0] * 1001
+    plot.set_bits(bits2, first_changed=4000)
+    full = SurprisePlot(theme=LIGHT)
+    qtbot.addWidget(full)
+    full.set_bits(bits2)
+    assert plot.summary_text() == full.summary_text()
+    assert plot.point_count() == full.point_count() == 5000
+
+
+@pytest.mark.parametrize("theme", [LIGHT, DARK, HIGH_CONTRAST])
+def test_themes_and_zoom_keep_the_content(plot, theme):
+    plot.set_bits([None, 1.0, 3.0, 2.0])
+    plot.set_selection(1, 3)
+    plot.set_theme(theme)
+    plot.set_zoom(1.5)
+    assert plot.summary_text() == "3 tokens · 6.0 bits · 2.00 bits/token · perplexity 4.00"
+    assert plot.region_bounds() == pytest.approx((0.5, 2.5))
