@@ -121,7 +121,7 @@ def test_clicking_a_chip_shows_its_distribution(qtbot, win) -> None:
                      pos=win.doc_view.chip_rect(i).center())
     qtbot.waitUntil(lambda: win.position == i, timeout=TIMEOUT)
     labels = win.dist.labels()
-    assert labels and f"Position {i}" in win.dist_title.text()
+    assert labels and f"(position {i})" in win.dist_title.text() and win.dist.title() == f"Position {i}"
     shown = win.texts(tok.id).display
     if tok.id in tok.stats.top_ids[: win.k_spin.value()]:
         row = list(tok.stats.top_ids).index(tok.id)

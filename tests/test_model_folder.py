@@ -13,7 +13,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tiny_gguf import CHATML_TEMPLATE, write_tiny_gguf
 
-from lmdesk.core import model_folder
 from lmdesk.core.errors import ModelLoadError
 from lmdesk.core.gguf_import import import_gguf
 from lmdesk.core.model_folder import ModelSpec, read_model_folder

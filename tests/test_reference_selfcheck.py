@@ -11,7 +11,6 @@ import pathlib
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import math
-import os
 
 import numpy as np
 import pytest

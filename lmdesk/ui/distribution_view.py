@@ -565,7 +565,7 @@ class DistributionView(QWidget):
             self._extra_item.setPos(x_left + pad / bars, n)
 
         # guides: x = 0 (solid), 50 % and 100 % (dotted); a dashed line above the extra row
-        xs, ys, pens = [], [], []
+        xs, ys = [], []
         for x in (0.0, 0.5, 1.0):
             xs += [x, x]
             ys += [-0.5, n - 0.5]

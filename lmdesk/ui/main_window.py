@@ -7,7 +7,7 @@ clicks into requests; it does no model work itself.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QFont, QKeySequence, QLinearGradient, QPainter, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -24,9 +24,10 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
+    QScrollArea,
     QSpinBox,
     QSplitter,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -87,7 +88,8 @@ class SurpriseLegend(QWidget):
         for i in range(17):
             grad.setColorAt(i / 16, themes.surprise_color(themes.SCALE_MAX_BITS * i / 16))
         p.fillRect(x0, 2, w, h, grad)
-        for bits in (0, 4, 8, 12, 16):
+        marks = (0, 4, 8, 12, 16) if w > fm.horizontalAdvance("16+") * 8 else (0, 16)
+        for bits in marks:
             x = x0 + int(w * bits / themes.SCALE_MAX_BITS)
             text = f"{bits}+" if bits == 16 else str(bits)
             p.drawText(x - fm.horizontalAdvance(text) // 2, h + 4 + fm.ascent(), text)
@@ -122,6 +124,7 @@ class MainWindow(QMainWindow):
         self.position: int | None = None  # the clicked chip whose distribution is shown; None: the end
         self.span: tuple[int, int] | None = None
         self._closing = False
+        self._last_progress = ""
         self._build()
         self._connect()
         self.apply_theme(self.theme)
@@ -139,52 +142,46 @@ class MainWindow(QMainWindow):
         self.model_label.setWordWrap(True)
         lv.addWidget(self.model_label)
 
-        lv.addWidget(QLabel("System prompt"))
+        srow = QHBoxLayout()
+        srow.addWidget(QLabel("System prompt"), 1)
+        self.apply_system = QPushButton("Apply")
+        self.apply_system.setToolTip("Rewrite the system message of this conversation; everything after it is recomputed.")
+        srow.addWidget(self.apply_system)
+        lv.addLayout(srow)
         self.system_edit = QPlainTextEdit()
         self.system_edit.setPlaceholderText("How the assistant should behave (empty: no system message)")
         self.system_edit.setMaximumHeight(90)
         lv.addWidget(self.system_edit)
-        self.apply_system = QPushButton("Use this system prompt")
-        self.apply_system.setToolTip("Rewrite the system message of this conversation; everything after it is recomputed.")
-        lv.addWidget(self.apply_system)
 
         lv.addWidget(QLabel("Your message"))
         self.message = MessageBox()
         self.message.setPlaceholderText("Type a message, then End Turn (Ctrl+Enter)")
         lv.addWidget(self.message, 1)
-        row = QHBoxLayout()
         self.end_turn = QPushButton("End Turn")
         self.end_turn.setToolTip("Add your message and the markers that open the assistant's reply (Ctrl+Enter)")
         self.new_conv = QPushButton("New conversation")
-        row.addWidget(self.end_turn)
-        row.addWidget(self.new_conv)
-        lv.addLayout(row)
+        lv.addWidget(self.end_turn)
 
-        writes = QGroupBox("The model writes")
-        wv = QVBoxLayout(writes)
-        r1 = QHBoxLayout()
+        # the model writes: a toolbar, which folds what does not fit into a menu
         self.generate = QPushButton("Generate response")
+        self.generate.setToolTip("Let the model write its reply, token by token, with the sampling settings")
         self.stop = QPushButton("Stop")
-        r1.addWidget(self.generate)
-        r1.addWidget(self.stop)
-        wv.addLayout(r1)
-        r2 = QHBoxLayout()
+        self.stop.setToolTip("Stop the model between two tokens")
         self.greedy_step = QPushButton("Greedy step")
         self.greedy_step.setToolTip("Append the model's most likely next token")
         self.sample_step = QPushButton("Sample one token")
-        self.sample_step.setToolTip("Draw one token with the sampling settings below")
-        r2.addWidget(self.greedy_step)
-        r2.addWidget(self.sample_step)
-        wv.addLayout(r2)
-        r3 = QHBoxLayout()
+        self.sample_step.setToolTip("Draw one token with the sampling settings")
         self.undo = QPushButton("Undo")
         self.undo.setToolTip("Take back the last change (Ctrl+Z)")
         self.reset_response = QPushButton("Reset response")
         self.reset_response.setToolTip("Remove the assistant's reply so far")
-        r3.addWidget(self.undo)
-        r3.addWidget(self.reset_response)
-        wv.addLayout(r3)
-        lv.addWidget(writes)
+        tools = QToolBar("The model writes")
+        tools.setObjectName("model-writes")
+        tools.setMovable(False)
+        for b in (self.generate, self.stop, self.greedy_step, self.sample_step, self.undo, self.reset_response,
+                  self.new_conv):
+            tools.addWidget(b)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tools)
 
         sampling = QGroupBox("Sampling")
         form = QFormLayout(sampling)
@@ -278,14 +275,20 @@ class MainWindow(QMainWindow):
         frow.addWidget(self.force)
         rv.addLayout(frow)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
+        self.left_panel = left
+        left_scroll = QScrollArea()
+        left_scroll.setWidget(left)
+        left_scroll.setWidgetResizable(True)
+        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        left_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.split = split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left_scroll)
         split.addWidget(centre)
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
-        split.setSizes([290, 620, 370])
+        split.setSizes([250, 660, 370])
         self.setCentralWidget(split)
 
         bar = self.statusBar()
@@ -515,6 +518,8 @@ class MainWindow(QMainWindow):
 
     def on_busy(self, busy: bool, what: str) -> None:
         self.busy = busy
+        if not busy and self.status.text() == self._last_progress:
+            self.status.setText("")  # the work it described is over
         self.progress.setVisible(busy)
         self.cancel.setVisible(busy and what in ("generate", "end_turn", "load_text", "prepare_default", "import_gguf"))
         if busy:
@@ -522,6 +527,7 @@ class MainWindow(QMainWindow):
         self._set_enabled()
 
     def on_progress(self, fraction: float, message: str) -> None:
+        self._last_progress = message
         if fraction < 0:
             self.progress.setRange(0, 0)
         else:
@@ -583,13 +589,13 @@ class MainWindow(QMainWindow):
             changed = settings != SamplingSettings(seed=settings.seed)
             self.dist.set_distribution(entries, sampled=sampled if changed else None, title="Next token")
             self.dist.set_footer(f"entropy {nxt.entropy:.2f} bits · click a bar to append that token")
-            self.dist_title.setText("<b>Next token</b> — what the model expects after the last token")
+            self.dist_title.setText("What the model expects after the last token")
             return
         tok = self.state.tokens[index]
         shown = texts(tok.id).display
         if tok.stats is None:
             self.dist.set_distribution([], title="")
-            self.dist_title.setText(f"<b>Position {index}</b> ‘{shown}’ is the first token: nothing predicted it.")
+            self.dist_title.setText(f"Position {index}, ‘{shown}’, is the first token: nothing predicted it.")
             return
         st = tok.stats
         k = self.k_spin.value()
@@ -598,7 +604,7 @@ class MainWindow(QMainWindow):
         self.dist.set_distribution(entries, highlight=tok.id, extra=extra, title=f"Position {index}")
         self.dist.set_footer(f"‘{shown}’: p = {st.prob:.4g} · {st.bits:.2f} bits · rank {st.rank:,} · "
                              f"entropy {st.entropy:.2f} bits · click a bar to put that token here instead")
-        self.dist_title.setText(f"<b>Position {index}</b> — what the model predicted before ‘{shown}’")
+        self.dist_title.setText(f"What the model predicted before ‘{shown}’ (position {index})")
 
     def on_candidate(self, token_id: int) -> None:
         if self.busy:
@@ -664,14 +670,22 @@ class MainWindow(QMainWindow):
     def set_projector_mode(self, on: bool) -> None:
         if on:
             self._before_projector = (self.zoom, self.act_contrast.isChecked())
+            self._sizes_before_projector = self.split.sizes()
             self.showFullScreen()
             self.act_contrast.setChecked(True)
-            self.set_zoom(max(self.zoom, 1.4))
+            self.set_zoom(max(self.zoom, 1.3))
+            # the document gets the room: controls narrow (they scroll), chart beside
+            total = max(sum(self.split.sizes()), 1)
+            left = self.left_panel.minimumSizeHint().width() + 20
+            rest = max(total - left, 1)
+            self.split.setSizes([left, int(rest * 0.6), int(rest * 0.4)])
         else:
             zoom, contrast = getattr(self, "_before_projector", (1.0, False))
             self.showNormal()
             self.act_contrast.setChecked(contrast)
             self.set_zoom(zoom)
+            if getattr(self, "_sizes_before_projector", None):
+                self.split.setSizes(self._sizes_before_projector)
 
     # -- closing ----------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
