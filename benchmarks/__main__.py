@@ -108,6 +108,49 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# -- the window: from a click on a bar to the updated chart -----------------------------------
+
+def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from lmdesk.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    win = MainWindow(model_folder=str(folder), threads=threads)
+    win.resize(1280, 800)
+    win.show()
+    shown: list[float] = []
+    win.stateShown.connect(lambda _s: shown.append(time.perf_counter()))
+
+    def wait(condition, seconds: float = 120.0) -> None:
+        end = time.time() + seconds
+        while not condition():
+            if time.time() > end:
+                raise SystemExit("the window did not answer in time")
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+            time.sleep(0.0005)  # leave the worker thread the interpreter
+
+    wait(lambda: win.info is not None and not win.busy)
+    win.message.setPlainText("Tell me a short story about a robot who learns to paint.")
+    win.end_turn.click()
+    wait(lambda: len(win.state.tokens) > 0 and not win.busy)
+    times = []
+    for _ in range(clicks):
+        n = len(win.state.tokens)
+        shown.clear()
+        t0 = time.perf_counter()
+        win.dist.click_bar(0)
+        wait(lambda n=n: len(win.state.tokens) == n + 1 and shown)
+        times.append((shown[-1] - t0) * 1000)
+    win.close()
+    win.client.shutdown()
+    return {"click_to_chart_ms": statistics.median(times), "clicks": clicks}
+
+
 # -- faithfulness against the float64 reference -------------------------------------------------
 
 def faithfulness(folder: Path, gguf: Path, n: int, threads: int) -> dict:
@@ -187,10 +230,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decode-steps", type=int, default=120)
     parser.add_argument("--faithful-tokens", type=int, default=200)
+    parser.add_argument("--clicks", type=int, default=30)
     parser.add_argument("--engine-only", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--ui-only", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine_only:
         print(json.dumps(engine_figures(Path(args.engine_only), args.threads, args.decode_steps)))
+        return
+    if args.ui_only:
+        print(json.dumps(ui_click_figures(Path(args.ui_only), args.threads, args.clicks)))
         return
 
     from lmdesk.core.gguf_import import import_gguf
@@ -214,6 +262,12 @@ def main() -> None:
             capture_output=True, text=True, cwd=ROOT, check=True,
         )
         e = json.loads(proc.stdout.strip().splitlines()[-1])
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--ui-only", str(folder), "--threads", str(args.threads),
+             "--clicks", str(args.clicks)],
+            capture_output=True, text=True, cwd=ROOT, check=True,
+        )
+        ui = json.loads(proc.stdout.strip().splitlines()[-1])
         f = faithfulness(folder, gguf, args.faithful_tokens, args.threads)
 
     t = args.threads
@@ -227,6 +281,8 @@ def main() -> None:
         ("statistics of one position", f"{e['stats_row_ms']:.2f} ms", "49,152 candidates, top-20"),
         ("statistics of 256 positions", f"{e['stats_256_ms']:.0f} ms", "one prefill chunk"),
         ("peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
+        ("window: click on a bar → chart updated", f"{ui['click_to_chart_ms']:.0f} ms",
+         f"median of {ui['clicks']}, offscreen, one token step"),
         ("max |Δ logit| vs float64 reference", f"{f['max_abs_logit']:.2e}", f"{args.faithful_tokens} tokens"),
         ("mean |Δ log-prob| vs reference", f"{f['mean_abs_logprob']:.2e} nats", "of the actual tokens"),
         ("top-1 agreement vs reference", f"{f['top1_agreement'] * 100:.1f} %",

@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
-        split.setSizes([250, 660, 370])
+        split.setSizes([left.minimumSizeHint().width() + 20, 640, 370])
         self.setCentralWidget(split)
 
         bar = self.statusBar()
