@@ -272,6 +272,8 @@ def _model_options(p: argparse.ArgumentParser, top_level: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmdesk", description="Look inside a small language model on your CPU.")
     parser.add_argument("--version", action="version", version=f"lmdesk {__version__}")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="check that this installation works (model, statistics, window) and exit")
     _model_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command")
 
@@ -320,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", _cmd_window)
+    if args.smoke_test:
+        from .smoke import run as smoke
+
+        return smoke(args.model)
     try:
         return func(args)
     except LmdeskError as exc:

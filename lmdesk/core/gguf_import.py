@@ -55,7 +55,7 @@ MANIFEST_FORMAT = "lmdesk-model"
 MANIFEST_VERSION = 1
 # Raised whenever the converter's output changes; the default model is
 # prepared again when its folder was made by an older revision.
-CONVERTER_REVISION = 2
+CONVERTER_REVISION = 5
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
 MAX_POSITIONS_CAP = 32768
@@ -238,7 +238,9 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
             )
         )
     if "output.weight" in tensors:
-        output = linear("output.weight", cfg.vocab_size, d)
+        output: LinearWeight | None = linear("output.weight", cfg.vocab_size, d)
+    elif isinstance(embed, Int8Embedding):
+        output = None  # tied: the graph derives the matrix from the 8-bit table at load
     else:  # tied to the embedding: the same numbers, in the form a matrix product wants
         output = repack_linear(embd.data, embd.tensor_type, (cfg.vocab_size, d))
     return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output)

@@ -66,6 +66,10 @@ class LoadedModel:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if spec.layout == "lmdesk":
+            # lmdesk's graphs have no quantize/dequantize pairs to fuse; this lets the
+            # dequantized output matrix be folded once at load (see onnx_decoder)
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(spec.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -83,9 +83,7 @@ class DecoderWeights:
     embed: np.ndarray | Int8Embedding  # float32 [vocab, d_model], or 8-bit blocks
     layers: list[LayerWeights]
     out_norm: np.ndarray
-    output: LinearWeight  # a tied output layer arrives here as its own (float32) copy:
-    # onnxruntime repacks an output matrix for its matrix product and frees the
-    # original only when no other node (the embedding's Gather) reads it
+    output: LinearWeight | None  # None: tied to an 8-bit embedding (see _Builder.output_from_embedding)
 
 
 @dataclass
@@ -126,6 +124,7 @@ class _Builder:
     def __init__(self, cfg: DecoderConfig) -> None:
         self.cfg = cfg
         self.g = _Graph()
+        self._embed8: tuple[str, str] | None = None
         self._blocksums: dict[str, str] = {}
 
     # -- linear layers ---------------------------------------------------
@@ -196,6 +195,7 @@ class _Builder:
         if isinstance(w.embed, Int8Embedding):
             data = g.init("token_embd.qweight", w.embed.data)
             scales = g.init("token_embd.scales", w.embed.scales)
+            self._embed8 = (data, scales)
             h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
                       bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=1)
         else:
@@ -230,7 +230,14 @@ class _Builder:
             pending = self.linear(g.op1("Mul", [silu, up], f"{p}.ffn"), lw.down, f"{p}.ffn_down")
 
         final, _ = self.norm(pending, residual, w.out_norm, "output_norm")
-        logits = self.linear(final, w.output, "output")
+        if w.output is None:
+            flat = g.op1("Reshape", [final, g.const_i64([-1, cfg.d_model])], "output")
+            y = g.op1("Gemm", [flat, self.output_from_embedding()], "output", transB=1)
+            lead = g.op1("Shape", [final], "output", start=0, end=-1)
+            logits = g.op1("Reshape", [y, g.op1("Concat", [lead, g.const_i64([cfg.vocab_size])], "output", axis=0)],
+                           "output")
+        else:
+            logits = self.linear(final, w.output, "output")
         g.nodes.append(helper.make_node("Identity", [logits], [LOGITS], name="logits"))
 
         graph = helper.make_graph(g.nodes, "lmdesk-decoder", inputs, outputs, initializer=g.inits)
@@ -253,6 +260,21 @@ class _Builder:
             domain=MS_DOMAIN, epsilon=self.cfg.rms_eps,
         )
         return normed, summed
+
+
+    def output_from_embedding(self) -> str:
+        """The tied output matrix ``embed`` ([vocab, d_model]) as float32, from
+        the 8-bit table by one blockwise DequantizeLinear on constants: the
+        session folds it into one float32 matrix when it starts (with
+        ``session.disable_quant_qdq``, so it is folded rather than kept for a
+        quantized product), and the file keeps the table once, in 8 bits.
+        ``(q - 128) * d`` is exact in float32: an 8-bit integer times a
+        float16 scale needs 19 bits of mantissa."""
+        g, cfg = self.g, self.cfg
+        data, scales = self._embed8
+        zero = g.init("output_w.zero_point",
+                      np.full((cfg.vocab_size, cfg.d_model // BLOCK), 128, np.uint8))
+        return g.op1("DequantizeLinear", [data, scales, zero], "output_w", axis=1, block_size=BLOCK)
 
 
 def build_decoder(cfg: DecoderConfig, weights: DecoderWeights) -> onnx.ModelProto:

@@ -26,6 +26,7 @@ def setup_logging() -> None:
 def run(model_folder: str | None = None, threads: int | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
+    from .fonts import install_fallback_fonts
     from .main_window import MainWindow
 
     setup_logging()
@@ -33,6 +34,7 @@ def run(model_folder: str | None = None, threads: int | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("lmdesk")
     app.setApplicationVersion(__version__)
+    install_fallback_fonts()
     window = MainWindow(model_folder=model_folder, threads=threads)
     window.show()
     return app.exec()
