@@ -300,3 +300,37 @@ def test_real_lab_flow(qtbot, real_model_dir) -> None:
     win.doc_view.spanSelected.emit(start, len(win.state.tokens))
     assert "Selected" in win.span_label.text()
     win.close()
+
+
+def test_closing_mid_generation_is_clean(qtbot, tiny_dir) -> None:
+    win = open_window(qtbot, tiny_dir)
+    end_turn(qtbot, win, "hi")
+    win.max_tokens.setValue(100)
+    win.seed.setValue(1)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    win.generate.click()
+    qtbot.waitUntil(lambda: win.client.thread.isRunning(), timeout=TIMEOUT)
+    win.close()  # while the worker may still be writing
+    assert win.client.thread.isFinished()
+
+
+def test_emoji_and_non_latin_messages(qtbot, win) -> None:
+    text = "Привет 👋🏽 你好 — café"
+    end_turn(qtbot, win, text)
+    content = [t.id for t in win.state.tokens if t.kind == CONTENT]
+    assert win.info.tokenizer.decode(content) == text
+    shown = "".join(win.texts(i).display for i in content)
+    # the tiny vocabulary has no non-ASCII tokens: every piece shows as its bytes, never as mojibake
+    assert "<0xF0>" in shown and "Ã" not in shown and "Ð" not in shown
+
+
+def test_a_twenty_page_paste_is_refused_whole(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    before = win.state.tokens
+    win.message.setPlainText("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2000)
+    win.end_turn.click()
+    qtbot.waitUntil(lambda: win.banner.isVisible(), timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert "at most 128" in win.banner.text()
+    assert win.state.tokens == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtGui import QFont, QFontDatabase
+from PySide6.QtGui import QFontDatabase
 
 from ..core.paths import resources_dir
 
@@ -19,9 +19,13 @@ SYSTEM_FALLBACKS = (
 
 
 def install_fallback_fonts(folder: Path | None = None) -> list[str]:
-    """Register the fonts shipped in ``resources/fonts`` and put their
-    families after the default family, for glyphs it lacks. Returns the
-    families added."""
+    """Register the fonts shipped in ``resources/fonts``; returns their families.
+
+    Registering is all it takes: Qt's font fallback then finds CJK and emoji
+    glyphs in them when the system fonts lack those. (Naming them in the
+    application font's family list would be worse: the emoji font also has
+    digits, for keycaps, and would draw every digit.)
+    """
     folder = folder or resources_dir() / "fonts"
     families: list[str] = []
     for path in sorted(folder.glob("*.[ot]tf")) if folder.is_dir() else []:
@@ -30,14 +34,4 @@ def install_fallback_fonts(folder: Path | None = None) -> list[str]:
             log.warning("could not load the font %s", path)
             continue
         families += QFontDatabase.applicationFontFamilies(font_id)
-    if families:
-        from PySide6.QtWidgets import QApplication
-
-        app = QApplication.instance()
-        if app is not None:
-            font = app.font()
-            font.setFamilies([font.family(), *families])
-            app.setFont(font)
-        for family in {QFont().defaultFamily(), "DejaVu Sans", "Sans Serif"}:
-            QFont.insertSubstitutions(family, families)
     return families
