@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .theme import Theme, system_theme
+from .theme import Theme, apply_widget_palette, mix, system_theme
 
 EMPTY_TEXT = "No prediction yet: the document is empty."
 MARKER = "◀ actual"
@@ -76,12 +76,7 @@ def format_percent_fine(p: float) -> str:
 
 def _blend(color: QColor, background: QColor, alpha: float) -> QColor:
     """``color`` at ``alpha`` over an opaque ``background``, as an opaque colour."""
-    a = max(0.0, min(1.0, alpha))
-    return QColor(
-        round(color.red() * a + background.red() * (1 - a)),
-        round(color.green() * a + background.green() * (1 - a)),
-        round(color.blue() * a + background.blue() * (1 - a)),
-    )
+    return mix(background, color, alpha)
 
 
 def _with_alpha(color: QColor, alpha: int) -> QColor:
@@ -282,10 +277,7 @@ class DistributionView(QWidget):
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
-        pal = self.palette()
-        pal.setColor(self.backgroundRole(), theme.window)
-        pal.setColor(self.foregroundRole(), theme.text)
-        self.setPalette(pal)
+        apply_widget_palette(self, theme)
         self.plot_widget.setBackground(theme.panel)
         self._title_label.setStyleSheet(f"color: {theme.text.name()};")
         self._legend_label.setStyleSheet(f"color: {theme.muted.name()};")

@@ -46,22 +46,13 @@ from PySide6.QtWidgets import QApplication, QFrame, QScrollArea, QToolTip, QWidg
 
 from ..core.document import MARKUP, DocToken, Segment
 from ..core.token_text import TokenText
-from .theme import Theme, surprise_color, system_theme, text_on
+from .theme import Theme, mix, surprise_color, system_theme, text_on
 
 __all__ = ["DocumentView", "PLACEHOLDER"]
 
 BASE_POINT_SIZE = 11.0
 PLACEHOLDER = "The conversation appears here as tokens. Type a message and press End Turn."
 MIN_ZOOM, MAX_ZOOM = 0.4, 5.0
-
-
-def _blend(a: QColor, b: QColor, t: float) -> QColor:
-    """``a`` moved a fraction ``t`` of the way towards ``b``."""
-    return QColor(
-        round(a.red() + (b.red() - a.red()) * t),
-        round(a.green() + (b.green() - a.green()) * t),
-        round(a.blue() + (b.blue() - a.blue()) * t),
-    )
 
 
 def format_prob(p: float) -> str:
@@ -871,19 +862,19 @@ class DocumentView(QScrollArea):
         strip = False
         if tok.special:
             fill = t.special_fill
-            text = _blend(t.text, fill, 0.3)
+            text = mix(t.text, fill, 0.3)
             outline = QPen(t.special_outline, m.line_w, Qt.PenStyle.DashLine)
             strip = surprise is not None
         elif markup:
-            fill = _blend(t.window, t.panel, 0.35)
-            text = _blend(t.text, fill, 0.35)
+            fill = mix(t.window, t.panel, 0.35)
+            text = mix(t.text, fill, 0.35)
             outline = QPen(t.special_outline, m.line_w)
             strip = surprise is not None
         else:
             fill = surprise if surprise is not None else t.panel
             text = text_on(fill) if surprise is not None else t.text
             # on a dark window the darkest chips would melt into it: a faint lighter rim
-            outline = QPen(_blend(fill, t.text, 0.22), m.line_w) if t.dark else None
+            outline = QPen(mix(fill, t.text, 0.22), m.line_w) if t.dark else None
         inner = r.adjusted(0.5 * m.line_w, 0.5 * m.line_w, -0.5 * m.line_w, -0.5 * m.line_w) if outline else r
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(fill)
@@ -904,7 +895,7 @@ class DocumentView(QScrollArea):
         special = tok.special
         font, fm = (m.special_font, m.special_fm) if special else (m.font, m.fm)
         chip = self._chip_text(tt, special)
-        mark = _blend(text, fill, 0.5)
+        mark = mix(text, fill, 0.5)
         x0 = r.left() + max(m.pad_x * 0.6, (r.width() - chip.width) / 2)
         cy = r.top() + (r.height() - (m.strip_h * 0.6 if strip else 0)) / 2
         baseline = cy + (fm.ascent() - fm.descent()) / 2

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWi
 
 from lmdesk.core.stats import summarize
 
-from .theme import SCALE_MAX_BITS, Theme, surprise_color, system_theme
+from .theme import SCALE_MAX_BITS, Theme, apply_widget_palette, surprise_color, system_theme
 
 EMPTY_TEXT = "Surprise appears here once the model has predicted a token."
 AVERAGE_WINDOW = 16  # tokens in the sliding mean (more for long documents: about 1/150 of them)
@@ -247,10 +247,7 @@ class SurprisePlot(QWidget):
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
-        pal = self.palette()
-        pal.setColor(self.backgroundRole(), theme.window)
-        pal.setColor(self.foregroundRole(), theme.text)
-        self.setPalette(pal)
+        apply_widget_palette(self, theme)
         self.plot_widget.setBackground(theme.panel)
         self._brushes = np.empty(_LEVELS + 1, dtype=object)
         for level in range(_LEVELS + 1):

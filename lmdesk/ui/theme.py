@@ -43,6 +43,24 @@ def surprise_color(bits: float) -> QColor:
     return QColor(*surprise_rgb(bits))
 
 
+def mix(a: QColor, b: QColor, t: float) -> QColor:
+    """The opaque colour a fraction ``t`` of the way from ``a`` to ``b``."""
+    t = max(0.0, min(1.0, t))
+    return QColor(
+        round(a.red() + (b.red() - a.red()) * t),
+        round(a.green() + (b.green() - a.green()) * t),
+        round(a.blue() + (b.blue() - a.blue()) * t),
+    )
+
+
+def apply_widget_palette(widget, theme: Theme) -> None:
+    """The theme's window and text colours on ``widget``'s own palette."""
+    pal = widget.palette()
+    pal.setColor(widget.backgroundRole(), theme.window)
+    pal.setColor(widget.foregroundRole(), theme.text)
+    widget.setPalette(pal)
+
+
 def text_on(color: QColor) -> QColor:
     """Black or white, whichever reads better on ``color``."""
     luminance = 0.2126 * color.redF() + 0.7152 * color.greenF() + 0.0722 * color.blueF()

@@ -58,6 +58,7 @@ class EngineState:
 class Request:
     op: str
     args: tuple = field(default_factory=tuple)
+    seq: int = 0  # the order it was sent in: Stop applies to everything sent before it
 
 
 class EngineWorker(QObject):
@@ -74,7 +75,8 @@ class EngineWorker(QObject):
         self.session: Session | None = None
         self.settings = SamplingSettings()
         self.k = 20
-        self.cancel_flag = threading.Event()
+        self.stop_before = 0  # requests numbered below this are to stop (set from the UI thread)
+        self._current = 0
         self.threads_seen: set[int] = set()  # for tests: where requests were handled
         self._last_ids: list[int] = []
         self._revision = 0
@@ -83,7 +85,7 @@ class EngineWorker(QObject):
     @Slot(object)
     def handle(self, request: Request) -> None:
         self.threads_seen.add(threading.get_ident())
-        self.cancel_flag.clear()
+        self._current = request.seq
         self.busyChanged.emit(True, request.op)
         try:
             getattr(self, f"_op_{request.op}")(*request.args)
@@ -99,7 +101,7 @@ class EngineWorker(QObject):
             self.busyChanged.emit(False, "")
 
     def _should_cancel(self) -> bool:
-        return self.cancel_flag.is_set()
+        return self._current < self.stop_before
 
     def _progress(self, message: str):
         def report(done: int, total: int) -> None:
@@ -255,17 +257,20 @@ class EngineClient(QObject):
         super().__init__(parent)
         self.thread = QThread()
         self.thread.setObjectName("lmdesk-engine")
+        self._sent = 0
         self.worker = EngineWorker()
         self.worker.moveToThread(self.thread)
         self.request.connect(self.worker.handle)
         self.thread.start()
 
     def send(self, op: str, *args) -> None:
-        self.request.emit(Request(op, args))
+        self._sent += 1
+        self.request.emit(Request(op, args, self._sent))
 
     def stop(self) -> None:
-        """Ask the running work to stop at its next checkpoint (thread-safe)."""
-        self.worker.cancel_flag.set()
+        """Stop the running work at its next checkpoint, and any long work
+        already sent but not begun (thread-safe: one integer is written)."""
+        self.worker.stop_before = self._sent + 1
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
         """Stop the work, end the thread; True if it ended in time."""
