@@ -62,7 +62,7 @@ class _Snapshot:
 
 
 class Session:
-    def __init__(self, model: LoadedModel, *, top_k: int = 20, chunk_size: int = 64) -> None:
+    def __init__(self, model: LoadedModel, *, top_k: int = 20, chunk_size: int = 128) -> None:
         self.model = model
         self.top_k = top_k
         self.chunk_size = chunk_size
