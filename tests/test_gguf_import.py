@@ -154,6 +154,7 @@ def test_real_model_knows_paris(real_model: LoadedModel) -> None:
 @pytest.mark.realmodel
 def test_real_model_folder_describes_itself(real_model_dir: Path) -> None:
     manifest = json.loads((real_model_dir / "manifest.json").read_text())
+    assert manifest["name"] == "SmolLM2-135M-Instruct"  # not the file's own "Smollm2 135M 8k Lc100K Mix1 Ep2"
     assert manifest["source"]["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert manifest["dimensions"] == {
         "n_layer": 30, "d_model": 576, "n_head": 9, "n_head_kv": 3, "head_dim": 64, "d_ff": 1536, "vocab_size": 49152,

@@ -184,7 +184,7 @@ def prepare_default_model(
         try:
             import_gguf(
                 gguf, target, progress=convert_progress, should_cancel=should_cancel, overwrite=True,
-                source_sha256=GGUF_SHA256,
+                source_sha256=GGUF_SHA256, name="SmolLM2-135M-Instruct",
             )
         except ModelImportError as exc:
             raise ModelPrepareError(str(exc)) from exc

@@ -55,7 +55,7 @@ MANIFEST_FORMAT = "lmdesk-model"
 MANIFEST_VERSION = 1
 # Raised whenever the converter's output changes; the default model is
 # prepared again when its folder was made by an older revision.
-CONVERTER_REVISION = 5
+CONVERTER_REVISION = 6
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
 MAX_POSITIONS_CAP = 32768
@@ -283,13 +283,15 @@ def import_gguf(
     accuracy_level: int = 0,
     overwrite: bool = False,
     source_sha256: str | None = None,
+    name: str | None = None,
 ) -> ImportResult:
     """Convert ``src`` (a GGUF file) into the model folder ``out_dir``.
 
     ``progress(fraction, message)`` is called as work advances;
     ``should_cancel()`` returning True stops the import with :class:`Cancelled`.
     Raises :class:`ModelImportError` with a one-sentence reason on bad input.
-    ``source_sha256`` spares hashing the file again when the caller already did.
+    ``source_sha256`` spares hashing the file again when the caller already did;
+    ``name`` replaces the name the file gives itself (``general.name``).
     """
     started = time.perf_counter()
     src, out_dir = Path(src), Path(out_dir)
@@ -347,7 +349,7 @@ def import_gguf(
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
-        "name": str(_field(reader, "general.name", src.stem)),
+        "name": name or str(_field(reader, "general.name", src.stem)),
         "architecture": spec.name,
         "dimensions": {
             "n_layer": cfg.n_layer, "d_model": cfg.d_model, "n_head": cfg.n_head, "n_head_kv": cfg.n_head_kv,
