@@ -308,3 +308,14 @@ def test_reset_response_and_system_prompt_edit(tiny_model: LoadedModel) -> None:
     assert [m.content for m in s.messages()] == ["be brief and kind", "hi", "the cat"]
     assert_stats_match(s, s.ids)
     assert s.undo() and s.messages()[0].content == "be kind"
+
+
+def test_undo_restores_roles_when_ids_coincide(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model)
+    s.system_prompt = None
+    s.end_turn("hi")
+    chat = list(s.doc.tokens)
+    s.load_text(s.text()[:20])  # the same first tokens, now as plain text
+    assert s.doc.segment_of(0).role == "text"
+    assert s.undo()
+    assert s.doc.tokens == chat and s.doc.segment_of(0).role == "user"

@@ -195,6 +195,9 @@ class Session:
         target = [t.id for t in snap.tokens]
         keep = same_prefix(self.ids, target)
         self._truncate(keep)
+        # the kept tokens are the same ids, but may have sat in other parts (a text
+        # that became a chat): take them, and the parts, as the snapshot has them
+        self.doc.tokens[:keep] = snap.tokens[:keep]
         self.doc.segments = list(snap.segments)
         rest = snap.tokens[keep:]
 
