@@ -348,3 +348,17 @@ def test_a_twenty_page_paste_is_refused_whole(qtbot, win) -> None:
     idle(qtbot, win)
     assert "at most 128" in win.banner.text()
     assert win.state.tokens == before
+
+
+def test_switching_models_keeps_the_conversation(qtbot, win, tmp_path) -> None:
+    end_turn(qtbot, win, "the cat sat")
+    win.greedy_step.click()
+    idle(qtbot, win)
+    before = win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False)
+    other = tmp_path / "other"
+    import_gguf(write_tiny_gguf(tmp_path / "other.gguf", ctx=128, seed=11, n_layer=1), other)
+    seen = run_op(qtbot, win, lambda: win.send("load_model", str(other)), "load_model")
+    assert seen and win.info.folder == str(other)
+    after = win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False)
+    assert after == before  # same template and vocabulary here: the very same document
+    assert "same conversation" in win.status.text()

@@ -499,6 +499,9 @@ class MainWindow(QMainWindow):
 
     def on_state(self, state: EngineState) -> None:
         self.state = state
+        if (state.in_conversation and not self.system_edit.hasFocus()
+                and (state.system_prompt or "") != self.system_edit.toPlainText()):
+            self.system_edit.setPlainText(state.system_prompt or "")  # e.g. kept through a model switch
         n = len(state.tokens)
         if self.texts is not None:
             self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)

@@ -156,8 +156,34 @@ class EngineWorker(QObject):
                       self.session.template is not None, self.session.default_system_prompt,
                       model.tokenizer, model.special_ids)
         )
-        if old is not None:
-            self.notice.emit(f"Switched to {model.name}; a new conversation starts.")
+        if old is not None and old.doc.tokens:
+            self.notice.emit(self._carry_over(old, self.session))
+
+    def _carry_over(self, old: Session, new: Session) -> str:
+        """Write the old model's conversation (or text) with the new model's
+        own template, so the two can be compared on the same words."""
+        name = new.model.name
+        try:
+            if any(seg.message is not None for seg in old.doc.segments):
+                if new.template is None:
+                    return f"Switched to {name}, which has no chat template: a new document starts."
+                messages = old.messages()
+                if messages and messages[0].role == "system":
+                    new.system_prompt = messages[0].content
+                    messages = messages[1:]
+                else:
+                    new.system_prompt = None
+                for m in messages:
+                    if m.role == "user":
+                        new.end_turn(m.content)
+                    elif m.content:
+                        new.append_text(m.content)
+            else:
+                new.load_text(old.text())
+        except LmdeskError as exc:
+            new.reset()
+            return f"Switched to {name}; the document could not come along ({exc})"
+        return f"Switched to {name}: the same conversation, as this model reads it."
 
     def _op_prepare_default(self) -> None:
         from ..core.default_model import prepare_default_model
