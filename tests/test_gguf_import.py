@@ -100,6 +100,39 @@ def test_int4_repack_reproduces_the_gguf_weights(kind: Q) -> None:
         assert np.array_equal(w.dequantize(), expected)
 
 
+def test_compact_storage_rebuilds_the_same_float32_constants() -> None:
+    """The file keeps Q4_1 scales and minimums as GGUF's float16 numbers; the
+    graph widens them and rebuilds ``m + 8 d``. What onnxruntime computes from
+    them is bit for bit the float32 scales and correction of the repack."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from lmdesk.core.onnx_decoder import _Builder
+
+    raw, _ = _raw_blocks(Q.Q4_1, 48, 96, seed=3)
+    w = repack_linear(raw, Q.Q4_1, (48, 96))
+    b = _Builder(cfg=None)  # type: ignore[arg-type]  # constants only: no layer needs the config
+    scales = b.g.init_compact("w.scales", w.scales.reshape(-1))
+    offset = b.block_offset(w, scales, "w")
+    kept_f32 = b.g.init_compact("odd", np.array([0.1, 1 / 3], np.float32))  # not float16 numbers
+    stored = {t.name: t.data_type for t in b.g.inits}
+    assert stored["w.scales.f16"] == TensorProto.FLOAT16 and stored["w.block_min.f16"] == TensorProto.FLOAT16
+    assert stored["odd"] == TensorProto.FLOAT and kept_f32 == "odd"
+    assert not any(t.data_type == TensorProto.FLOAT and t.name.startswith("w.") for t in b.g.inits)
+    b.g.nodes.append(helper.make_node("Identity", ["odd"], ["odd_out"]))
+    outs = [
+        helper.make_tensor_value_info(scales, TensorProto.FLOAT, None),
+        helper.make_tensor_value_info(offset, TensorProto.FLOAT, None),
+        helper.make_tensor_value_info("odd_out", TensorProto.FLOAT, None),
+    ]
+    graph = helper.make_graph(b.g.nodes, "consts", [], outs, initializer=b.g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    got_scales, got_offset, _ = ort.InferenceSession(model.SerializeToString()).run(None, {})
+    assert np.array_equal(got_scales, w.scales.reshape(-1))
+    assert w.correction is not None and np.array_equal(got_offset, w.correction)
+
+
 def test_q8_0_is_dequantized_exactly() -> None:
     raw, expected = _raw_blocks(Q.Q8_0, 16, 64)
     w = repack_linear(raw, Q.Q8_0, (16, 64))
@@ -163,9 +196,10 @@ def test_real_model_folder_describes_itself(real_model_dir: Path) -> None:
     assert set(manifest["tokens"]["stop_ids"]) == {0, 2}
     assert manifest["weights"]["gguf_tensor_types"] == {"F32": 61, "Q4_1": 210, "Q8_0": 1}
     assert "<|im_start|>" in (real_model_dir / "chat_template.jinja").read_text()
-    # nothing is stored twice or widened: 4-bit matrices, the 8-bit table once (93 MB of GGUF)
+    # nothing is stored twice or widened: 4-bit matrices with float16 scales and
+    # block minimums, the 8-bit table once: about the GGUF file's own 98 MB
     size = (real_model_dir / "model.onnx").stat().st_size
-    assert 100e6 < size < 125e6
+    assert 95e6 < size < 101e6
 
 
 # -- bad input ------------------------------------------------------------------

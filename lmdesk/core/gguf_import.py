@@ -55,7 +55,7 @@ MANIFEST_FORMAT = "lmdesk-model"
 MANIFEST_VERSION = 1
 # Raised whenever the converter's output changes; the default model is
 # prepared again when its folder was made by an older revision.
-CONVERTER_REVISION = 6
+CONVERTER_REVISION = 7
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
 MAX_POSITIONS_CAP = 32768

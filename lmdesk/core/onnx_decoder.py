@@ -103,6 +103,24 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
+    def init_compact(self, name: str, array: np.ndarray) -> str:
+        """A float32 constant, kept in the file as float16 when every value
+        is a float16 number (GGUF's block scales, an F16 matrix) and widened
+        by a Cast that the session folds once when it starts: the values the
+        graph computes with are the same float32 numbers, the file is half
+        as large."""
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        half = array.astype(np.float16)
+        if not np.isfinite(half).all() or not np.array_equal(half.astype(np.float32), array):
+            return self.init(name, array)
+        return self.op1("Cast", [self.init(f"{name}.f16", half)], name, to=TensorProto.FLOAT)
+
+    def const_f32(self, value: float) -> str:
+        key = ("f32", value)
+        if key not in self._consts:
+            self._consts[key] = self.init(f"const/f32/{value}", np.array(value, np.float32))
+        return self._consts[key]
+
     def const_i64(self, values: list[int]) -> str:
         key = ("i64", tuple(values))
         if key not in self._consts:
@@ -141,18 +159,34 @@ class _Builder:
         n, k = w.shape
         if isinstance(w, Int4Weight):
             qw = self.g.init(f"{name}.qweight", w.packed)
-            sc = self.g.init(f"{name}.scales", w.scales.reshape(-1))
+            sc = self.g.init_compact(f"{name}.scales", w.scales.reshape(-1))
             y = self.g.op1(
                 "MatMulNBits", [x, qw, sc], name, domain=MS_DOMAIN,
                 K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=self.cfg.accuracy_level,
             )
             if w.correction is not None:
-                corr = self.g.init(f"{name}.block_offset", w.correction)
+                corr = self.block_offset(w, sc, name)
                 y = self.g.op1("Add", [y, self.g.op1("MatMul", [self.blocksum(x, k), corr], name)], name)
             return y
         assert isinstance(w, DenseWeight)
-        wt = self.g.init(f"{name}.weight_t", np.ascontiguousarray(w.matrix.T))
+        wt = self.g.init_compact(f"{name}.weight_t", w.matrix.T)
         return self.g.op1("MatMul", [x, wt], name)
+
+    def block_offset(self, w: Int4Weight, scales: str, name: str) -> str:
+        """The Q4_1 correction ``m + 8 d`` ([K/32, N]). Where GGUF's float16
+        ``m`` is at hand it is rebuilt from ``m`` and the scales by constant
+        operators the session folds at start-up (float32 arithmetic, the same
+        numbers as :func:`quant_repack.repack_linear` computes); otherwise it
+        is stored as it is."""
+        g = self.g
+        n, k = w.shape
+        if w.block_min is None or not np.array_equal(
+            w.block_min.astype(np.float32) + np.float32(8.0) * w.scales.T, w.correction
+        ):
+            return g.init(f"{name}.block_offset", w.correction)
+        d = g.op1("Transpose", [g.op1("Reshape", [scales, g.const_i64([n, k // BLOCK])], name)], name, perm=[1, 0])
+        m = g.op1("Cast", [g.init(f"{name}.block_min.f16", w.block_min)], name, to=TensorProto.FLOAT)
+        return g.op1("Add", [m, g.op1("Mul", [d, g.const_f32(8.0)], name)], f"{name}.block_offset")
 
     def stacked_linear(self, x: str, ws: list[LinearWeight], name: str) -> str:
         """Several projections of one input, concatenated along the last axis;
@@ -194,12 +228,12 @@ class _Builder:
 
         if isinstance(w.embed, Int8Embedding):
             data = g.init("token_embd.qweight", w.embed.data)
-            scales = g.init("token_embd.scales", w.embed.scales)
+            scales = g.init_compact("token_embd.scales", w.embed.scales)
             self._embed8 = (data, scales)
             h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
                       bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=1)
         else:
-            h = g.op1("Gather", [g.init("token_embd.weight", w.embed), INPUT_IDS], "embed", axis=0)
+            h = g.op1("Gather", [g.init_compact("token_embd.weight", w.embed), INPUT_IDS], "embed", axis=0)
 
         residual = h
         pending: str | None = None  # output of the previous sub-layer, not yet added to the residual

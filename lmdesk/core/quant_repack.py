@@ -37,12 +37,16 @@ class Int4Weight:
     ``packed``: uint8 ``[N, K/32, 16]``, element ``2i`` in the low nibble of
     byte ``i``; ``scales``: float32 ``[N, K/32]``; ``correction``: float32
     ``[K/32, N]`` added as ``blocksum32(x) @ correction``, or ``None``.
+    ``block_min``: for Q4_1, GGUF's float16 ``m`` ``[K/32, N]``, from which
+    the correction is ``m + 8 d`` again (the file stores these two halves
+    rather than the float32 sums), or ``None``.
     """
 
     packed: np.ndarray
     scales: np.ndarray
     correction: np.ndarray | None
     source_type: str
+    block_min: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -135,7 +139,8 @@ def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Line
             m = b["m"].astype(np.float32)
             correction = np.ascontiguousarray((m + 8.0 * d).T)
         packed = _ggml_nibbles_to_ort(b["qs"])
-        return Int4Weight(packed, np.ascontiguousarray(d), correction, qtype.name)
+        block_min = np.ascontiguousarray(b["m"].T) if qtype == QType.Q4_1 else None
+        return Int4Weight(packed, np.ascontiguousarray(d), correction, qtype.name, block_min)
     return DenseWeight(dequantize(raw, qtype, shape), qtype.name)
 
 
@@ -165,11 +170,13 @@ def concat_linear(weights: list[LinearWeight]) -> LinearWeight | None:
                 ],
                 axis=1,
             )
+        mins = [w.block_min for w in int4]
         return Int4Weight(
             np.concatenate([w.packed for w in int4], axis=0),
             np.concatenate([w.scales for w in int4], axis=0),
             corr,
             "+".join(sorted({w.source_type for w in int4})),
+            None if any(m is None for m in mins) else np.concatenate(mins, axis=1),
         )
     if all(isinstance(w, DenseWeight) for w in weights):
         return DenseWeight(
