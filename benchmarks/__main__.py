@@ -144,7 +144,9 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
         shown.clear()
         t0 = time.perf_counter()
         win.dist.click_bar(0)
-        wait(lambda n=n: len(win.state.tokens) == n + 1 and shown)
+        # the chart shows the new state just before the worker says it is free
+        # again; a click in between is refused ("busy"), so wait for both
+        wait(lambda n=n: len(win.state.tokens) == n + 1 and shown and not win.busy)
         times.append((shown[-1] - t0) * 1000)
     win.close()
     win.client.shutdown()

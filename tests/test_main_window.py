@@ -225,6 +225,22 @@ def test_controls_wait_while_busy(qtbot, win) -> None:
     assert win.generate.isEnabled() and not win.stop.isEnabled()
 
 
+def test_a_bar_clicked_while_busy_is_refused_with_a_sentence(qtbot, win) -> None:
+    """The chart cannot be greyed out bar by bar: a click on it while the
+    model writes is refused out loud, and nothing is sent to the worker."""
+    end_turn(qtbot, win, "hi")
+    win.max_tokens.setValue(200)
+    idle(qtbot, win)
+    win.generate.click()
+    qtbot.waitUntil(lambda: win.busy, timeout=TIMEOUT)
+    sent = win.client._sent
+    win.dist.click_bar(0)
+    assert win.client._sent == sent
+    assert win.banner.isVisible() and "busy" in win.banner.text()
+    win.stop.click()
+    idle(qtbot, win)
+
+
 def test_zoom_changes_sizes(qtbot, win) -> None:
     end_turn(qtbot, win, "hi")
     h1 = win.doc_view.chip_rect(1).height()

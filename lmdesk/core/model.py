@@ -66,6 +66,11 @@ class LoadedModel:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No memory arena: the arena keeps the largest buffers a long prefill
+        # ever needed (logits of a whole chunk) for the rest of the session;
+        # measured on the default model: peak 660 → 545 MB after 1,000
+        # tokens, prefill and decode times unchanged.
+        options.enable_cpu_mem_arena = False
         if spec.layout == "lmdesk":
             # lmdesk's graphs have no quantize/dequantize pairs to fuse; this lets the
             # dequantized output matrix be folded once at load (see onnx_decoder)
