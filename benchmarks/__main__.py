@@ -227,6 +227,58 @@ def story_ids_from(llm, n: int) -> list[int]:
     return ids[:n]
 
 
+# -- the standalone app: cold start under a virtual X server -----------------------------------
+
+FROZEN = ROOT / "dist" / "lmdesk" / "lmdesk"
+
+
+def startup_figures(runs: int = 5) -> dict | None:
+    """From launching the frozen app (``pyinstaller build.spec`` makes it) to
+    its window on screen, and to the window saying which model is loaded
+    (its title changes then: the first distribution is one End Turn away).
+    Linux with Xvfb and xwininfo only; None where that cannot run."""
+    import os
+    import shutil
+
+    if not FROZEN.is_file() or not shutil.which("Xvfb") or not shutil.which("xwininfo"):
+        return None
+    display = ":97"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, DISPLAY=display)
+    env.pop("QT_QPA_PLATFORM", None)
+    window, ready = [], []
+    try:
+        time.sleep(1.0)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            app = subprocess.Popen([str(FROZEN)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            seen_window = None
+            try:
+                while time.perf_counter() - t0 < 60:
+                    tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True,
+                                          text=True).stdout
+                    now = time.perf_counter() - t0
+                    if seen_window is None and "lmdesk " in tree:
+                        seen_window = now
+                    if "— lmdesk " in tree:
+                        window.append(seen_window if seen_window is not None else now)
+                        ready.append(now)
+                        break
+                    time.sleep(0.02)
+            finally:
+                app.terminate()
+                app.wait(10)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    if not ready:
+        return None
+    return {"window_s": statistics.median(window), "ready_s": statistics.median(ready), "runs": len(ready),
+            "size_mb": sum(p.stat().st_size for p in FROZEN.parent.rglob("*")
+                           if p.is_file() and not p.is_symlink()) / 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--threads", type=int, default=2)
@@ -301,6 +353,16 @@ def main() -> None:
              f"lmdesk/llama.cpp = {e['prefill_1000_ms'] / lc['prefill_1000_ms']:.2f}"),
             ("llama.cpp mean |Δ log-prob|", f"{lc['mean_abs_logprob']:.2e} nats",
              f"top-1 agreement {lc['top1_agreement'] * 100:.1f} %"),
+        ]
+    st = startup_figures()
+    if st is None:
+        rows.append(("standalone app (dist/lmdesk)", "—", "not built, or no Xvfb: `pyinstaller build.spec`"))
+    else:
+        rows += [
+            ("standalone app: unpacked size", f"{st['size_mb']:.0f} MB", "dist/lmdesk, model inside"),
+            ("standalone app: launch → window", f"{st['window_s']:.2f} s", f"median of {st['runs']}, Xvfb"),
+            ("standalone app: launch → model ready", f"{st['ready_s']:.2f} s",
+             "then one End Turn shows a distribution"),
         ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)}  {'value':>12}  note")

@@ -98,6 +98,7 @@ def test_end_turn_renders_the_markers(qtbot, win) -> None:
     rects = [win.doc_view.chip_rect(i) for i in range(len(toks))]
     assert all(r.width() > 0 for r in rects)
     assert win.state.next is not None and len(win.dist.labels()) == win.k_spin.value()
+    assert win.windowTitle().startswith(f"{win.info.name} — lmdesk ")  # which model, at a glance
 
 
 def test_clicking_a_bar_appends_that_token(qtbot, win) -> None:

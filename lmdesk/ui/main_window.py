@@ -490,6 +490,7 @@ class MainWindow(QMainWindow):
         self.system_edit.setPlainText(info.default_system_prompt or "")
         self.system_edit.setEnabled(info.has_template)
         self.status.setText(f"{info.name} is ready.")
+        self.setWindowTitle(f"{info.name} — lmdesk {__version__}")
         self.send_settings()
 
     def on_model_missing(self, why: str) -> None:
