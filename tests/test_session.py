@@ -11,7 +11,7 @@ from tiny_gguf import write_tiny_gguf
 from lmdesk.core.document import CONTENT, MARKUP
 from lmdesk.core.gguf_import import import_gguf
 from lmdesk.core.model import LoadedModel
-from lmdesk.core.sampling import SamplingSettings, transformed_probs
+from lmdesk.core.sampling import SEED_LIMIT, SamplingSettings, transformed_probs
 from lmdesk.core.session import EditError, Session
 from lmdesk.core.stats import position_stats, summarize
 
@@ -174,6 +174,14 @@ def test_generation_seeds_and_stops(tiny_model: LoadedModel) -> None:
     a, b, c = run(7), run(7), run(8)
     assert a == b and len(a) >= 1
     assert a != c or len(a) < 3  # a different seed takes another path
+
+    # without a seed, each run draws one, reports it, and it replays the run
+    s = Session(tiny_model)
+    s.load_text("the cat")
+    events = list(s.generate(SamplingSettings(temperature=1.0), 12))
+    seed = events[0].seed
+    assert seed is not None and 0 <= seed < SEED_LIMIT  # six digits at most: short enough to share
+    assert [e.token.id for e in events] == run(seed)
 
     s = Session(tiny_model)
     s.load_text("the cat")

@@ -69,5 +69,9 @@ def draw(probs: np.ndarray, rng: np.random.Generator) -> int:
     return int(min(np.searchsorted(cumulative, u, side="right"), probs.size - 1))
 
 
+SEED_LIMIT = 1_000_000  # seeds have at most six digits: easy to read out to a class and type in
+
+
 def new_seed() -> int:
-    return int(np.random.SeedSequence().entropy % (2**31))
+    """A fresh seed for a sampled run, short enough to share."""
+    return int(np.random.SeedSequence().entropy % SEED_LIMIT)

@@ -7,7 +7,7 @@ clicks into requests; it does no model work itself.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QKeySequence, QLinearGradient, QPainter, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..core.sampling import SamplingSettings
+from ..core.sampling import SEED_LIMIT, SamplingSettings
 from ..core.stats import summarize
 from ..core.token_text import TokenTextTable
 from . import theme as themes
@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         self.top_p.setValue(1.0)
         seed_row = QHBoxLayout()
         self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setRange(0, SEED_LIMIT - 1)
         self.seed.setValue(42)
         self.fixed_seed = QCheckBox("fixed")
         self.fixed_seed.setToolTip("The same seed and settings give the same text")
@@ -670,6 +670,25 @@ class MainWindow(QMainWindow):
         for w in (self.doc_view, self.dist, self.surprise, self.legend):
             w.set_zoom(self.zoom)
         self.update_span_label()
+        # the controls' new minimum width is known once Qt has re-laid them out
+        QTimer.singleShot(0, self.fit_left_panel)
+
+    def fit_left_panel(self) -> None:
+        """Give the controls on the left at least the width they need at the
+        current text size (no sideways scrolling), taking it from the
+        document and the chart in proportion."""
+        sizes = self.split.sizes()
+        if len(sizes) != 3 or sum(sizes) <= 0:
+            return
+        scroll = self.split.widget(0)
+        bar = scroll.verticalScrollBar().sizeHint().width() if isinstance(scroll, QScrollArea) else 0
+        need = self.left_panel.minimumSizeHint().width() + bar + 4
+        left, centre, right = sizes
+        if left >= need:
+            return
+        rest = max(sum(sizes) - need, 1)
+        share = centre / max(centre + right, 1)
+        self.split.setSizes([need, int(rest * share), rest - int(rest * share)])
 
     def set_projector_mode(self, on: bool) -> None:
         if on:
@@ -678,11 +697,12 @@ class MainWindow(QMainWindow):
             self.showFullScreen()
             self.act_contrast.setChecked(True)
             self.set_zoom(max(self.zoom, 1.3))
-            # the document gets the room: controls narrow (they scroll), chart beside
+            # the document gets the room: controls as narrow as they can be, chart beside
             total = max(sum(self.split.sizes()), 1)
             left = self.left_panel.minimumSizeHint().width() + 20
             rest = max(total - left, 1)
             self.split.setSizes([left, int(rest * 0.6), int(rest * 0.4)])
+            QTimer.singleShot(0, self.fit_left_panel)
         else:
             zoom, contrast = getattr(self, "_before_projector", (1.0, False))
             self.showNormal()
