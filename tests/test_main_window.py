@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QObject, Slot
 from tiny_gguf import write_tiny_gguf
 
 from lmdesk.core.document import CONTENT, MARKUP
@@ -232,14 +233,24 @@ def test_a_bar_clicked_while_busy_is_refused_with_a_sentence(qtbot, win) -> None
     end_turn(qtbot, win, "hi")
     win.max_tokens.setValue(200)
     idle(qtbot, win)
+    seen: list[tuple] = []
+
+    class ClickWhileBusy(QObject):  # lives in the UI thread: its slot runs there, after the window's own
+        @Slot(bool, str)
+        def on_busy(self, busy: bool, what: str) -> None:
+            if busy and what == "generate" and not seen:
+                sent = win.client._sent
+                win.dist.click_bar(0)
+                seen.append((win.busy, win.client._sent - sent, win.banner.isVisible(), win.banner.text()))
+
+    clicker = ClickWhileBusy()
+    win.client.worker.busyChanged.connect(clicker.on_busy)
     win.generate.click()
-    qtbot.waitUntil(lambda: win.busy, timeout=TIMEOUT)
-    sent = win.client._sent
-    win.dist.click_bar(0)
-    assert win.client._sent == sent
-    assert win.banner.isVisible() and "busy" in win.banner.text()
-    win.stop.click()
+    qtbot.waitUntil(lambda: bool(seen), timeout=TIMEOUT)
     idle(qtbot, win)
+    busy, new_requests, shown, text = seen[0]
+    assert busy and new_requests == 0
+    assert shown and "busy" in text, (shown, text)
 
 
 def test_zoom_changes_sizes(qtbot, win) -> None:
