@@ -390,3 +390,51 @@ def test_switching_models_keeps_the_conversation(qtbot, win, tmp_path) -> None:
     after = win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False)
     assert after == before  # same template and vocabulary here: the very same document
     assert "same conversation" in win.status.text()
+
+
+def test_save_and_open_a_conversation(qtbot, win, tmp_path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    end_turn(qtbot, win, "the cat sat")
+    win.dist.click_bar(4)  # an unlikely pick, to come back exactly
+    qtbot.waitUntil(lambda: win.state.tokens[-1].stats.rank == 5, timeout=TIMEOUT)
+    idle(qtbot, win)
+    saved_ids = [t.id for t in win.state.tokens]
+    target = tmp_path / "my lab"  # the window adds the suffix
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    win.act_save_conv.trigger()
+    path = tmp_path / "my lab.lmdesk.json"
+    qtbot.waitUntil(path.exists, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert "Saved" in win.status.text()
+
+    win.new_conv.click()
+    qtbot.waitUntil(lambda: not win.state.tokens, timeout=TIMEOUT)
+    idle(qtbot, win)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    win.act_open_conv.trigger()
+    qtbot.waitUntil(lambda: [t.id for t in win.state.tokens] == saved_ids, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert "exactly" in win.status.text()
+    assert win.state.tokens[-1].stats.rank == 5
+
+    # a damaged file: one sentence in the window, and the document stays
+    bad = tmp_path / "bad.lmdesk.json"
+    bad.write_text('{"format": "lmdesk-conversation", "version": 1, "tok', encoding="utf-8")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    win.act_open_conv.trigger()
+    qtbot.waitUntil(lambda: win.banner.isVisible(), timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert "damaged" in win.banner.text() and "\n" not in win.banner.text()
+    assert [t.id for t in win.state.tokens] == saved_ids
+
+
+def test_saving_an_empty_document_is_refused(qtbot, win, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    def no_dialog(*_a, **_k):
+        raise AssertionError("no dialog for an empty document")
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", no_dialog)
+    win.act_save_conv.trigger()
+    assert win.banner.isVisible() and "nothing to save" in win.banner.text()

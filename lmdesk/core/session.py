@@ -237,6 +237,58 @@ class Session:
         self._truncate(keep)
         self._append(ids[keep:], [TEXT] * (len(ids) - keep), [self._kind(i) for i in ids[keep:]], progress, should_cancel)
 
+    def load_document(self, ids: Sequence[int], segments: Sequence[Segment], kinds: Sequence[str],
+                      system_prompt: str | None = None, progress: Progress | None = None,
+                      should_cancel: ShouldCancel | None = None) -> None:
+        """Replace the document by exactly these tokens, each in its part and
+        of its kind (a saved document), computing their statistics; the
+        prefix it shares with the current document is not computed again."""
+        if not len(ids) == len(segments) == len(kinds):
+            raise EditError("The document is inconsistent: tokens and their parts do not match.")
+        if not ids:
+            raise EditError("The document is empty.")
+        bad = next((i for i in ids if not 0 <= i < self.model.vocab_size), None)
+        if bad is not None:
+            raise EditError(f"There is no token {bad} in this model's vocabulary.")
+        self._check_room(len(ids) - len(self.doc))
+        self._snapshot()
+        keep = same_prefix(self.ids, ids)
+        while keep and (self.doc.segment_of(keep - 1) != segments[keep - 1]
+                        or self.doc.tokens[keep - 1].kind != kinds[keep - 1]):
+            keep -= 1
+        if any(self.doc.segment_of(i) != segments[i] for i in range(keep)):
+            keep = 0
+        self._truncate(keep)
+        self.system_prompt = system_prompt
+        self._append(list(ids[keep:]), list(segments[keep:]), list(kinds[keep:]), progress, should_cancel)
+
+    def rewrite_conversation(self, messages: Sequence[Message], text: str = "") -> None:
+        """A new document holding ``messages`` as this model's chat template
+        writes them (a leading system message becomes the system prompt), or,
+        without messages or template, ``text``. For a conversation made with
+        another model, so both can be compared on the same words."""
+        messages = list(messages)
+        if not messages:
+            self.reset()
+            if text:
+                self.load_text(text)
+            return
+        if self.template is None:
+            raise EditError("This model has no chat template, so it cannot hold a conversation.")
+        self.reset()
+        if messages[0].role == "system":
+            self.system_prompt = messages[0].content
+            messages = messages[1:]
+        else:
+            self.system_prompt = None
+        for m in messages:
+            if m.role == "user":
+                self.end_turn(m.content)
+            elif m.content:
+                if not self.doc.tokens:  # a reply with no question before it: open a turn for it
+                    raise EditError("The conversation does not start with a message from the user.")
+                self.append_text(m.content)
+
     def append_token(self, token_id: int) -> None:
         if not 0 <= token_id < self.model.vocab_size:
             raise EditError(f"There is no token {token_id} in this model's vocabulary.")

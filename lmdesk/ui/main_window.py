@@ -7,6 +7,8 @@ clicks into requests; it does no model work itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QKeySequence, QLinearGradient, QPainter, QShortcut
 from PySide6.QtWidgets import (
@@ -33,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
+from ..core.conversation_file import SUFFIX
 from ..core.sampling import SEED_LIMIT, SamplingSettings
 from ..core.stats import summarize
 from ..core.token_text import TokenTextTable
@@ -326,8 +329,15 @@ class MainWindow(QMainWindow):
         self.act_import = QAction("Import GGUF model…", self)
         self.act_prepare = QAction("Prepare the default model", self)
         self.act_score = QAction("Score a text file…", self)
+        self.act_open_conv = QAction("Open conversation…", self)
+        self.act_open_conv.setShortcut(QKeySequence.StandardKey.Open)
+        self.act_save_conv = QAction("Save conversation as…", self)
+        self.act_save_conv.setShortcut(QKeySequence.StandardKey.Save)
         self.act_quit = QAction("Quit", self)
         self.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
+        for a in (self.act_open_conv, self.act_save_conv):
+            m.addAction(a)
+        m.addSeparator()
         for a in (self.act_open, self.act_import, self.act_prepare, self.act_score):
             m.addAction(a)
         m.addSeparator()
@@ -404,6 +414,8 @@ class MainWindow(QMainWindow):
         self.open_button.clicked.connect(self.do_open_folder)
         self.act_open.triggered.connect(self.do_open_folder)
         self.act_score.triggered.connect(self.do_score_file)
+        self.act_open_conv.triggered.connect(self.do_open_conversation)
+        self.act_save_conv.triggered.connect(self.do_save_conversation)
         self.act_quit.triggered.connect(self.close)
         self.act_projector.toggled.connect(self.set_projector_mode)
         self.act_zoom_in.triggered.connect(lambda: self.set_zoom(self.zoom * 1.15))
@@ -467,6 +479,24 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Open a model folder")
         if path:
             self.send("load_model", path)
+
+    def do_save_conversation(self) -> None:
+        if not self.state.tokens:
+            self.show_error("There is nothing to save yet: the document is empty.")
+            return
+        name = (self.info.name if self.info else "conversation") + SUFFIX
+        path, _ = QFileDialog.getSaveFileName(self, "Save the conversation", str(Path.home() / name),
+                                              f"lmdesk conversations (*{SUFFIX});;All files (*)")
+        if path:
+            if not path.endswith(".json"):
+                path += SUFFIX
+            self.send("save_conversation", path)
+
+    def do_open_conversation(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a conversation", str(Path.home()),
+                                              f"lmdesk conversations (*{SUFFIX} *.json);;All files (*)")
+        if path:
+            self.send("open_conversation", path)
 
     def do_score_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Score a text file", "", "Text (*.txt *.md);;All files (*)")
@@ -559,7 +589,8 @@ class MainWindow(QMainWindow):
                                        and self.state.response_start < len(self.state.tokens))
         self.stop.setEnabled(self.busy)
         self.dist.setEnabled(ready)
-        for a in (self.act_open, self.act_import, self.act_prepare, self.act_score):
+        for a in (self.act_open, self.act_import, self.act_prepare, self.act_score, self.act_open_conv,
+                  self.act_save_conv):
             a.setEnabled(not self.busy)
         for b in (self.prepare_button, self.import_button, self.open_button):
             b.setEnabled(not self.busy)

@@ -167,19 +167,9 @@ class EngineWorker(QObject):
             if any(seg.message is not None for seg in old.doc.segments):
                 if new.template is None:
                     return f"Switched to {name}, which has no chat template: a new document starts."
-                messages = old.messages()
-                if messages and messages[0].role == "system":
-                    new.system_prompt = messages[0].content
-                    messages = messages[1:]
-                else:
-                    new.system_prompt = None
-                for m in messages:
-                    if m.role == "user":
-                        new.end_turn(m.content)
-                    elif m.content:
-                        new.append_text(m.content)
+                new.rewrite_conversation(old.messages())
             else:
-                new.load_text(old.text())
+                new.rewrite_conversation([], old.text())
         except LmdeskError as exc:
             new.reset()
             return f"Switched to {name}; the document could not come along ({exc})"
@@ -213,6 +203,23 @@ class EngineWorker(QObject):
     def _op_load_text(self, text: str) -> None:
         s = self._need()
         s.load_text(text, self._progress("Reading the text"), self._should_cancel)
+
+    def _op_save_conversation(self, path: str) -> None:
+        from ..core import conversation_file
+
+        s = self._need()
+        if not s.doc.tokens:
+            raise LmdeskError("There is nothing to save yet: the document is empty.")
+        saved = conversation_file.save(s, path)
+        self.notice.emit(f"Saved {len(s.doc):,} tokens to {saved.name}.")
+
+    def _op_open_conversation(self, path: str) -> None:
+        from ..core import conversation_file
+
+        s = self._need()
+        saved = conversation_file.read(path)
+        self.notice.emit(conversation_file.open_into(s, saved, self._progress("Opening the conversation"),
+                                                     self._should_cancel))
 
     def _op_append_token(self, token_id: int) -> None:
         self._need().append_token(token_id)

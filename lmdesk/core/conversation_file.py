@@ -1,0 +1,172 @@
+"""Conversation files: a document saved to disk and opened again.
+
+A file (``.lmdesk.json``, UTF-8 JSON) keeps the document exactly: every
+token id with the part of the conversation it belongs to, so a forced,
+unlikely token comes back as it was. Statistics are not stored: they are the
+model's, and opening a file computes them again. For people (and for a
+teacher collecting a lab), the file also carries the conversation as plain
+messages, the text, and the surprise summary at the time of saving.
+
+Opened with another model than the one it was saved with, the conversation
+is written again with that model's chat template (its tokens would mean
+nothing to another vocabulary).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from .chat_template import Message
+from .document import CONTENT, MARKUP, Segment
+from .errors import LmdeskError
+
+FORMAT = "lmdesk-conversation"
+VERSION = 1
+SUFFIX = ".lmdesk.json"
+MAX_BYTES = 64 << 20  # far beyond any model's context; a bigger file is not a conversation
+
+
+class ConversationFileError(LmdeskError):
+    """A conversation file cannot be written or read."""
+
+
+@dataclass(frozen=True)
+class SavedConversation:
+    model_name: str
+    vocab_size: int
+    system_prompt: str | None
+    ids: list[int]
+    segments: list[Segment]  # one per token
+    kinds: list[str]  # CONTENT or MARKUP, one per token
+    messages: list[Message]
+    text: str
+
+
+def to_dict(session) -> dict:
+    """What :func:`save` writes for ``session`` (a :class:`~lmdesk.core.session.Session`)."""
+    doc = session.doc
+    parts = [{"role": s.role, "message": s.message} for s in doc.segments]
+    total = doc.total()
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_by": f"lmdesk {__version__}",
+        "model": {"name": session.model.name, "vocab_size": session.model.vocab_size},
+        "system_prompt": session.system_prompt,
+        "parts": parts,
+        # [id, part, kind] per token: kind 1 = template markup, 0 = text
+        "tokens": [[t.id, t.segment, 1 if t.kind == MARKUP else 0] for t in doc.tokens],
+        "messages": [{"role": m.role, "content": m.content} for m in session.messages()],
+        "text": session.text(),
+        "summary": {
+            "tokens": len(doc),
+            "total_bits": round(total.total_bits, 4),
+            "bits_per_token": round(total.bits_per_token, 4),
+            "perplexity": round(total.perplexity, 4),
+        },
+    }
+
+
+def save(session, path: Path | str) -> Path:
+    """Write ``session``'s document to ``path`` (all or nothing: a failed
+    write leaves any earlier file there as it was)."""
+    path = Path(path)
+    data = json.dumps(to_dict(session), ensure_ascii=False, indent=1) + "\n"
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".lmdesk-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise ConversationFileError(
+            f"The conversation could not be saved to {path} ({exc.strerror or exc})."
+        ) from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read(path: Path | str) -> SavedConversation:
+    """Read and check a conversation file; any problem is one sentence."""
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConversationFileError(f"{name} is {size / 1e6:.0f} MB: far too big to be an lmdesk conversation.")
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConversationFileError(f"There is no file {path}.") from exc
+    except IsADirectoryError as exc:
+        raise ConversationFileError(f"{path} is a folder, not a conversation file.") from exc
+    except OSError as exc:
+        raise ConversationFileError(f"{name} cannot be read ({exc.strerror or exc}).") from exc
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConversationFileError(f"{name} is not an lmdesk conversation: it is damaged or another kind of file.") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConversationFileError(f"{name} is not an lmdesk conversation file.")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise ConversationFileError(f"{name} was saved by a newer lmdesk; update lmdesk to open it.")
+    try:
+        return _parse(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConversationFileError(f"{name} is damaged: its tokens or messages cannot be read.") from exc
+
+
+def _parse(data: dict) -> SavedConversation:
+    model = data["model"]
+    parts = []
+    for p in data["parts"]:
+        role, message = p["role"], p["message"]
+        if not isinstance(role, str) or not (message is None or isinstance(message, int)):
+            raise ValueError("bad part")
+        parts.append(Segment(role, message))
+    ids, segments, kinds = [], [], []
+    for entry in data["tokens"]:
+        tok, part, kind = entry
+        if not (isinstance(tok, int) and isinstance(part, int) and kind in (0, 1)) or not 0 <= part < len(parts):
+            raise ValueError("bad token")
+        ids.append(tok)
+        segments.append(parts[part])
+        kinds.append(MARKUP if kind == 1 else CONTENT)
+    messages = [Message(str(m["role"]), str(m["content"])) for m in data.get("messages", [])]
+    system = data.get("system_prompt")
+    if system is not None and not isinstance(system, str):
+        raise ValueError("bad system prompt")
+    text = data.get("text", "")
+    if not isinstance(text, str):
+        raise ValueError("bad text")
+    return SavedConversation(str(model["name"]), int(model["vocab_size"]), system, ids, segments, kinds,
+                             messages, text)
+
+
+def open_into(session, saved: SavedConversation, progress=None, should_cancel=None) -> str:
+    """Put ``saved`` into ``session`` (undoable); returns one sentence saying
+    how: token for token with the model it was saved with, or written again
+    with this model's template."""
+    model = session.model
+    if not saved.ids and not saved.messages and not saved.text:
+        raise ConversationFileError("The file holds an empty document: there is nothing to open.")
+    if saved.model_name == model.name and saved.vocab_size == model.vocab_size and saved.ids:
+        session.load_document(saved.ids, saved.segments, saved.kinds, saved.system_prompt, progress, should_cancel)
+        return f"Opened {len(saved.ids):,} tokens, exactly as they were saved."
+    if any(m.role != "system" for m in saved.messages):
+        if session.template is None:
+            raise ConversationFileError(
+                f"This conversation was saved with {saved.model_name}; {model.name} has no chat template to write it."
+            )
+        session.rewrite_conversation(saved.messages)
+        return (f"Saved with {saved.model_name}: the same conversation, written with {model.name}'s template "
+                f"({len(session.doc):,} tokens).")
+    session.rewrite_conversation([], saved.text)
+    return f"Saved with {saved.model_name}: the same text, as {model.name} reads it ({len(session.doc):,} tokens)."

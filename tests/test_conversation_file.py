@@ -1,0 +1,158 @@
+"""Conversation files: save a document, open it again, and refuse bad files in one sentence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny_gguf import write_tiny_gguf
+
+from lmdesk.core import conversation_file as cf
+from lmdesk.core.document import MARKUP
+from lmdesk.core.gguf_import import import_gguf
+from lmdesk.core.model import LoadedModel
+from lmdesk.core.session import Session
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[LoadedModel, LoadedModel]:
+    tmp = tmp_path_factory.mktemp("conv")
+    src = write_tiny_gguf(tmp / "tiny.gguf", ctx=256)
+    import_gguf(src, tmp / "a", name="tiny-a")
+    other = write_tiny_gguf(tmp / "other.gguf", ctx=256, seed=5, d_model=32, n_head=2, n_head_kv=1)
+    import_gguf(other, tmp / "b", name="tiny-b")
+    return LoadedModel(tmp / "a", threads=1), LoadedModel(tmp / "b", threads=1)
+
+
+def a_conversation(model: LoadedModel) -> Session:
+    s = Session(model)
+    s.system_prompt = "be brief"
+    s.end_turn("the cat sat")
+    s.append_text(" on the mat")
+    # force the least likely token mid-reply: it must come back exactly
+    start = s.response_start()
+    unlikely = int(s.doc.tokens[start + 1].stats.top_ids[-1])
+    s.replace(start + 1, unlikely)
+    s.append_text(" then")
+    s.end_turn("and the dog?")
+    return s
+
+
+def test_saved_and_opened_token_for_token(models, tmp_path: Path) -> None:
+    a, _ = models
+    s = a_conversation(a)
+    path = cf.save(s, tmp_path / "lab.lmdesk.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == "lmdesk-conversation" and data["model"]["name"] == "tiny-a"
+    # the last turn is the assistant's, opened and not yet written
+    assert [m["role"] for m in data["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert data["messages"][-1]["content"] == "" and data["messages"][3]["content"] == "and the dog?"
+    assert data["summary"]["tokens"] == len(s.doc)
+
+    fresh = Session(a)
+    message = cf.open_into(fresh, cf.read(path))
+    assert "exactly" in message
+    assert fresh.ids == s.ids
+    assert fresh.doc.segments == s.doc.segments
+    assert [t.kind for t in fresh.doc.tokens] == [t.kind for t in s.doc.tokens]
+    assert [t.segment for t in fresh.doc.tokens] == [t.segment for t in s.doc.tokens]
+    # the statistics are computed again, and equal the original ones
+    for x, y in zip(fresh.doc.tokens[1:], s.doc.tokens[1:]):
+        assert x.stats.rank == y.stats.rank and x.stats.bits == pytest.approx(y.stats.bits, abs=1e-4)
+    assert fresh.system_prompt == "be brief"
+    assert fresh.messages() == s.messages()
+    # the conversation goes on from the opened file, and opening can be undone
+    fresh.end_turn("one more")
+    assert fresh.messages()[-2].content == "one more"
+    assert fresh.undo() and fresh.undo() and fresh.ids == []
+
+
+def test_opening_with_another_model_rewrites_the_conversation(models, tmp_path: Path) -> None:
+    a, b = models
+    s = a_conversation(a)
+    path = cf.save(s, tmp_path / "lab.lmdesk.json")
+    other = Session(b)
+    message = cf.open_into(other, cf.read(path))
+    assert "tiny-a" in message and "tiny-b" in message
+    assert other.messages() == s.messages()
+    assert any(t.kind == MARKUP for t in other.doc.tokens)
+
+
+def test_plain_text_documents_round_trip(models, tmp_path: Path) -> None:
+    a, b = models
+    s = Session(a)
+    s.load_text("the cat sat on the mat")
+    path = cf.save(s, tmp_path / "text.lmdesk.json")
+    fresh = Session(a)
+    cf.open_into(fresh, cf.read(path))
+    assert fresh.ids == s.ids and fresh.text() == "the cat sat on the mat"
+    other = Session(b)
+    cf.open_into(other, cf.read(path))
+    assert other.text() == "the cat sat on the mat"
+
+
+def _one_sentence(message: str) -> None:
+    assert message and "\n" not in message and "Traceback" not in message
+    assert message.rstrip().endswith((".", ")")), message
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "not an lmdesk conversation"),
+        (b"\xff\xfe not text", "not an lmdesk conversation"),
+        (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab', "not an lmdesk conversation"),
+        (b'{"hello": "world"}', "not an lmdesk conversation file"),
+        (b'[1, 2, 3]', "not an lmdesk conversation file"),
+        (b'{"format": "lmdesk-conversation", "version": 99}', "newer lmdesk"),
+        (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab_size": 5}, '
+         b'"parts": [{"role": "text", "message": null}], "tokens": [[1, 7, 0]]}', "damaged"),
+        (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab_size": 5}, '
+         b'"parts": [], "tokens": "abc"}', "damaged"),
+    ],
+)
+def test_bad_files_are_one_sentence(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "bad.lmdesk.json"
+    path.write_bytes(content)
+    with pytest.raises(cf.ConversationFileError) as err:
+        cf.read(path)
+    _one_sentence(str(err.value))
+    assert words in str(err.value)
+
+
+def test_missing_file_and_folder(tmp_path: Path) -> None:
+    for path, words in ((tmp_path / "nope.lmdesk.json", "There is no file"), (tmp_path, "is a folder")):
+        with pytest.raises(cf.ConversationFileError) as err:
+            cf.read(path)
+        _one_sentence(str(err.value))
+        assert words in str(err.value)
+
+
+def test_tokens_outside_the_vocabulary_leave_the_document_alone(models, tmp_path: Path) -> None:
+    a, _ = models
+    s = a_conversation(a)
+    data = cf.to_dict(s)
+    data["tokens"][3][0] = a.vocab_size + 10
+    path = tmp_path / "edited.lmdesk.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    target = Session(a)
+    target.load_text("keep me")
+    before = target.ids
+    with pytest.raises(Exception) as err:
+        cf.open_into(target, cf.read(path))
+    _one_sentence(str(err.value))
+    assert "vocabulary" in str(err.value)
+    assert target.ids == before
+
+
+def test_a_failed_save_keeps_the_earlier_file(models, tmp_path: Path) -> None:
+    a, _ = models
+    s = a_conversation(a)
+    path = cf.save(s, tmp_path / "lab.lmdesk.json")
+    before = path.read_bytes()
+    with pytest.raises(cf.ConversationFileError) as err:
+        cf.save(s, tmp_path / "no-such-folder" / "lab.lmdesk.json")
+    _one_sentence(str(err.value))
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lmdesk-")]
