@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -438,3 +439,47 @@ def test_saving_an_empty_document_is_refused(qtbot, win, monkeypatch) -> None:
     monkeypatch.setattr(QFileDialog, "getSaveFileName", no_dialog)
     win.act_save_conv.trigger()
     assert win.banner.isVisible() and "nothing to save" in win.banner.text()
+
+
+def test_closing_keeps_the_document_for_next_time(qtbot, tiny_dir, tmp_path) -> None:
+    from lmdesk.ui.main_window import MainWindow
+
+    kept = tmp_path / "data" / "last-conversation.lmdesk.json"
+    win = MainWindow(model_folder=str(tiny_dir), threads=1, keep_last=kept)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.info is not None, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert not win.act_reopen_last.isVisible()  # nothing kept yet
+    end_turn(qtbot, win, "the cat sat")
+    win.max_tokens.setValue(200)
+    idle(qtbot, win)
+    closed: list[bool] = []
+
+    class CloseWhileBusy(QObject):  # in the UI thread, as a person's click would be
+        @Slot(bool, str)
+        def on_busy(self, busy: bool, what: str) -> None:
+            if busy and what == "generate" and not closed:
+                closed.append(True)
+                win.close()  # mid-generation: the worker stops, then the document is written
+
+    closer = CloseWhileBusy()
+    win.client.worker.busyChanged.connect(closer.on_busy)
+    win.generate.click()
+    qtbot.waitUntil(lambda: bool(closed), timeout=TIMEOUT)
+    assert not win.client.thread.isRunning()
+    assert kept.is_file()
+    saved = json.loads(kept.read_text(encoding="utf-8"))
+    assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["the cat sat"]
+    ids = [t[0] for t in saved["tokens"]]
+
+    again = MainWindow(model_folder=str(tiny_dir), threads=1, keep_last=kept)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.info is not None, timeout=TIMEOUT)
+    idle(qtbot, again)
+    assert again.state.tokens == ()  # offered, not imposed: the next student starts clean
+    assert again.act_reopen_last.isVisible() and "last time" in again.status.text()
+    again.act_reopen_last.trigger()
+    qtbot.waitUntil(lambda: [t.id for t in again.state.tokens] == ids, timeout=TIMEOUT)
+    again.close()

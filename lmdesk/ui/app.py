@@ -35,6 +35,7 @@ def run(model_folder: str | None = None, threads: int | None = None) -> int:
     app.setApplicationName("lmdesk")
     app.setApplicationVersion(__version__)
     install_fallback_fonts()
-    window = MainWindow(model_folder=model_folder, threads=threads)
+    window = MainWindow(model_folder=model_folder, threads=threads,
+                        keep_last=user_data_dir() / "last-conversation.lmdesk.json")
     window.show()
     return app.exec()

@@ -7,6 +7,7 @@ clicks into requests; it does no model work itself.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -35,7 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
+from ..core import conversation_file
 from ..core.conversation_file import SUFFIX
+from ..core.errors import LmdeskError
 from ..core.sampling import SEED_LIMIT, SamplingSettings
 from ..core.stats import summarize
 from ..core.token_text import TokenTextTable
@@ -46,6 +49,8 @@ from .surprise_plot import SurprisePlot
 from .worker import EngineClient, EngineState, ModelInfo
 
 BASE_POINT_SIZE = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class SurpriseLegend(QWidget):
@@ -114,8 +119,11 @@ class MainWindow(QMainWindow):
     stateShown = Signal(object)  # an EngineState, after the window has drawn it (UI thread)
 
     def __init__(self, *, model_folder: str | None = None, threads: int | None = None,
-                 client: EngineClient | None = None) -> None:
+                 client: EngineClient | None = None, keep_last: Path | None = None) -> None:
         super().__init__()
+        # where the document is kept when the window closes (the app passes a
+        # file in the user's data folder; tests and tools pass nothing)
+        self.keep_last = keep_last
         self.setWindowTitle(f"lmdesk {__version__}")
         self.client = client or EngineClient(self)
         self.state = EngineState()
@@ -333,9 +341,12 @@ class MainWindow(QMainWindow):
         self.act_open_conv.setShortcut(QKeySequence.StandardKey.Open)
         self.act_save_conv = QAction("Save conversation as…", self)
         self.act_save_conv.setShortcut(QKeySequence.StandardKey.Save)
+        self.act_reopen_last = QAction("Reopen the last conversation", self)
+        self.act_reopen_last.setToolTip("The document as it was when lmdesk was last closed")
+        self.act_reopen_last.setVisible(False)
         self.act_quit = QAction("Quit", self)
         self.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
-        for a in (self.act_open_conv, self.act_save_conv):
+        for a in (self.act_open_conv, self.act_save_conv, self.act_reopen_last):
             m.addAction(a)
         m.addSeparator()
         for a in (self.act_open, self.act_import, self.act_prepare, self.act_score):
@@ -416,6 +427,8 @@ class MainWindow(QMainWindow):
         self.act_score.triggered.connect(self.do_score_file)
         self.act_open_conv.triggered.connect(self.do_open_conversation)
         self.act_save_conv.triggered.connect(self.do_save_conversation)
+        self.act_reopen_last.triggered.connect(
+            lambda: self.keep_last is not None and self.send("open_conversation", str(self.keep_last)))
         self.act_quit.triggered.connect(self.close)
         self.act_projector.toggled.connect(self.set_projector_mode)
         self.act_zoom_in.triggered.connect(lambda: self.set_zoom(self.zoom * 1.15))
@@ -520,6 +533,10 @@ class MainWindow(QMainWindow):
         self.system_edit.setPlainText(info.default_system_prompt or "")
         self.system_edit.setEnabled(info.has_template)
         self.status.setText(f"{info.name} is ready.")
+        if self.keep_last is not None and self.keep_last.is_file() and not self.state.tokens:
+            self.act_reopen_last.setVisible(True)
+            self.status.setText(f"{info.name} is ready. The conversation from last time was kept: "
+                                "File → Reopen the last conversation.")
         self.setWindowTitle(f"{info.name} — lmdesk {__version__}")
         self.send_settings()
 
@@ -590,7 +607,7 @@ class MainWindow(QMainWindow):
         self.stop.setEnabled(self.busy)
         self.dist.setEnabled(ready)
         for a in (self.act_open, self.act_import, self.act_prepare, self.act_score, self.act_open_conv,
-                  self.act_save_conv):
+                  self.act_save_conv, self.act_reopen_last):
             a.setEnabled(not self.busy)
         for b in (self.prepare_button, self.import_button, self.open_button):
             b.setEnabled(not self.busy)
@@ -746,4 +763,20 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802
         self._closing = True
         self.client.shutdown()
+        self.keep_document()
         super().closeEvent(event)
+
+    def keep_document(self) -> None:
+        """Closing never loses the work: once the worker has stopped (the
+        session is then nobody else's), the document is written to
+        ``keep_last``, to be reopened from the File menu next time."""
+        session = self.client.worker.session
+        if self.keep_last is None or session is None or not session.doc.tokens:
+            return
+        if self.client.thread.isRunning():
+            return  # the worker did not stop in time: its session cannot be read safely
+        try:
+            self.keep_last.parent.mkdir(parents=True, exist_ok=True)
+            conversation_file.save(session, self.keep_last)
+        except (OSError, LmdeskError) as exc:
+            log.warning("the conversation could not be kept: %s", exc)
