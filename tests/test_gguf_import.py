@@ -42,6 +42,7 @@ TINY_CASES = {
     "q8_0": dict(weight_type=Q.Q8_0),
     "q5_0-dequantized": dict(weight_type=Q.Q5_0),
     "q5_1-untied-q4_0-output": dict(weight_type=Q.Q5_1, tied=False, output_type=Q.Q4_0),
+    "q4_k-q8_0-embed": dict(weight_type=Q.Q4_K, embed_type=Q.Q8_0, d_model=256, n_head=4, n_head_kv=2, d_ff=512),
 }
 
 
@@ -131,6 +132,30 @@ def test_compact_storage_rebuilds_the_same_float32_constants() -> None:
     got_scales, got_offset, _ = ort.InferenceSession(model.SerializeToString()).run(None, {})
     assert np.array_equal(got_scales, w.scales.reshape(-1))
     assert w.correction is not None and np.array_equal(got_offset, w.correction)
+
+
+def test_q4_k_repack_reproduces_the_gguf_weights() -> None:
+    from tiny_gguf import quantize_q4_k
+
+    w = np.random.default_rng(4).normal(0, 0.05, (40, 512)).astype(np.float32)
+    w[3] += 0.2  # a row that is all positive: minimum 0
+    raw = quantize_q4_k(w)
+    expected = gguf.quants.dequantize(raw, Q.Q4_K).reshape(40, 512)
+    r = repack_linear(raw, Q.Q4_K, (40, 512))
+    assert isinstance(r, Int4Weight) and r.packed.shape == (40, 16, 16) and r.source_type == "Q4_K"
+    assert np.abs(r.dequantize() - expected).max() <= 1e-7 * np.abs(expected).max()
+
+
+def test_q4_k_models_keep_their_matrices_in_4_bits(tmp_path: Path) -> None:
+    import onnx
+
+    _, out = _import(tmp_path, **TINY_CASES["q4_k-q8_0-embed"])
+    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulNBits") == 4 * 2  # q|k|v, output, gate|up, down in each of the 2 layers
+    assert not any(i.name.endswith(".weight_t") for i in graph.initializer)  # nothing widened to float32
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["weights"]["gguf_tensor_types"]["Q4_K"] == 7 * 2
 
 
 def test_q8_0_is_dequantized_exactly() -> None:

@@ -98,7 +98,7 @@ _BLOCK_TYPES = {
 }
 SUPPORTED_TYPES = (
     GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
-    *sorted(_BLOCK_TYPES, key=int),
+    *sorted(_BLOCK_TYPES, key=int), GGMLQuantizationType.Q4_K,
 )
 
 
@@ -119,8 +119,41 @@ def _add_weight(writer: gguf.GGUFWriter, name: str, arr: np.ndarray, qtype: GGML
         # raw_shape is the numpy *byte* shape; the writer converts it to the
         # element shape (quant_shape_from_byte_shape) and reverses to GGUF order.
         writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
+    elif qtype == GGMLQuantizationType.Q4_K:
+        q = quantize_q4_k(arr)
+        writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
     else:
         raise NotImplementedError(f"tiny_gguf does not write {qtype!r}")
+
+
+def quantize_q4_k(arr: np.ndarray) -> np.ndarray:
+    """A plain Q4_K quantizer (gguf-py only dequantizes K-quants): per run of
+    32, scale = range / 15 and minimum = -low; per super-block of 256, the
+    runs' scales and minimums in 6 bits under float16 ``d`` and ``dmin``.
+    Returns uint8 ``(*rows, K/256 * 144)`` as llama.cpp lays the blocks out."""
+    rows = arr.shape[:-1]
+    x = arr.reshape(-1, 8, 32).astype(np.float32)  # [super-blocks, runs, 32]
+    lo = np.minimum(x.min(-1), 0.0)
+    scale = (x.max(-1) - lo) / 15.0
+    minimum = -lo
+    d = (scale.max(-1) / 63.0).astype(np.float16)
+    dmin = (minimum.max(-1) / 63.0).astype(np.float16)
+    df, dminf = d.astype(np.float32)[:, None], dmin.astype(np.float32)[:, None]
+    sc = np.clip(np.round(np.divide(scale, df, out=np.zeros_like(scale), where=df > 0)), 0, 63).astype(np.uint8)
+    mn = np.clip(np.round(np.divide(minimum, dminf, out=np.zeros_like(minimum), where=dminf > 0)), 0, 63).astype(np.uint8)
+    step = (df * sc)[..., None]
+    q = np.clip(np.round(np.divide(x + (dminf * mn)[..., None], step, out=np.zeros_like(x), where=step > 0)), 0, 15)
+    q = q.astype(np.uint8)
+    packed_scales = np.concatenate([
+        sc[:, :4] | ((sc[:, 4:] & 0x30) << 2),
+        mn[:, :4] | ((mn[:, 4:] & 0x30) << 2),
+        (sc[:, 4:] & 0x0F) | ((mn[:, 4:] & 0x0F) << 4),
+    ], axis=1).astype(np.uint8)
+    pairs = q.reshape(-1, 4, 2, 32)
+    qs = (pairs[:, :, 0] | (pairs[:, :, 1] << 4)).reshape(-1, 128).astype(np.uint8)
+    blocks = np.concatenate([d.reshape(-1, 1).view(np.uint8), dmin.reshape(-1, 1).view(np.uint8), packed_scales, qs],
+                            axis=1)
+    return blocks.reshape(*rows, -1)
 
 
 def write_tiny_gguf(
@@ -265,6 +298,7 @@ def _file_type(t: GGMLQuantizationType) -> int:
         GGMLQuantizationType.Q5_0: ft.MOSTLY_Q5_0,
         GGMLQuantizationType.Q5_1: ft.MOSTLY_Q5_1,
         GGMLQuantizationType.Q8_0: ft.MOSTLY_Q8_0,
+        GGMLQuantizationType.Q4_K: ft.MOSTLY_Q4_K_M,
     }[t])
 
 

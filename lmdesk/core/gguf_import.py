@@ -266,7 +266,7 @@ def _estimate_bytes(reader: GGUFReader, cfg: DecoderConfig) -> int:
     is dequantized (conservatively: the embedding and any non-4-bit matrix)."""
     total = 0
     for t in reader.tensors:
-        if t.tensor_type in (QType.Q4_0, QType.Q4_1):
+        if t.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K):
             total += int(t.n_bytes) * 2  # packed weight + scales + corrections
         else:
             total += int(np.prod([int(x) for x in t.shape])) * 4

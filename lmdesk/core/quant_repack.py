@@ -9,6 +9,11 @@ Nothing is quantized a second time.
 * ``Q4_1`` blocks (``w = d * q + m``) become the same 4-bit weight plus an
   exact per-block correction ``m + 8 d``: ``x @ W.T`` equals
   ``MatMulNBits(x) + blocksum32(x) @ C`` with ``C[b, n] = m + 8 d``.
+* ``Q4_K`` super-blocks (256 weights: eight runs of 32, each with a 6-bit
+  scale ``sc`` and minimum ``mn`` under the float16 ``d`` and ``dmin``,
+  ``w = d*sc * q - dmin*mn``) become the same 4-bit weight with the exact
+  float32 scale ``d*sc`` per run of 32 and the correction ``8 d*sc - dmin*mn``.
+  That is the bulk of the "Q4_K_M" files most small models come in.
 * everything else is dequantized to float32 (``gguf.quants.dequantize``),
   which is exact for F32/F16/BF16 and Q8_0 and for every other block type.
 
@@ -121,6 +126,26 @@ def _blocks(raw: np.ndarray, dtype: np.dtype, rows: int) -> np.ndarray:
     return data.view(dtype)  # [rows, K/32] structured
 
 
+_Q4_K = np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("qs", "u1", (128,))])
+QK_K = 256  # weights per K-quant super-block
+
+
+def _repack_q4_k(raw: np.ndarray, n: int, k: int) -> Int4Weight:
+    b = np.ascontiguousarray(raw).reshape(n, -1).view(_Q4_K)  # [N, K/256]
+    supers = b.shape[1]
+    sc, mn = quants.Q4_K.get_scale_min(b["scales"].reshape(-1, 12))  # [N*K/256, 8] each, 6-bit
+    d = b["d"].astype(np.float32).reshape(-1, 1)
+    dmin = b["dmin"].astype(np.float32).reshape(-1, 1)
+    scale = (d * sc.astype(np.float32)).reshape(n, supers * 8)  # exact: an 11-bit mantissa times 6 bits
+    minimum = (dmin * mn.astype(np.float32)).reshape(n, supers * 8)
+    # each 32 bytes of qs hold two runs: run 2g in the low nibbles, run 2g+1 in the high ones
+    qs = b["qs"].reshape(-1, 4, 1, 32)
+    runs = np.concatenate([qs & 0x0F, qs >> 4], axis=2).reshape(n, supers * 8, BLOCK)
+    packed = (runs[..., 0::2] | (runs[..., 1::2] << 4)).astype(np.uint8)
+    correction = np.ascontiguousarray((np.float32(8.0) * scale - minimum).T)
+    return Int4Weight(packed, np.ascontiguousarray(scale), correction, "Q4_K")
+
+
 def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> LinearWeight:
     """Turn one GGUF matrix into the weight form the ONNX graph uses.
 
@@ -128,6 +153,8 @@ def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Line
     ``(out_features, in_features)``.
     """
     n, k = shape
+    if qtype == QType.Q4_K and k % QK_K == 0:
+        return _repack_q4_k(raw, n, k)
     if qtype in (QType.Q4_0, QType.Q4_1) and k % BLOCK == 0:
         if qtype == QType.Q4_0:
             b = _blocks(raw, _Q4_0, n)
