@@ -52,6 +52,9 @@ def read_gguf_metadata(reader: gguf.GGUFReader) -> dict:
     return out
 
 
+ARCH_ROPE = {"llama": "normal", "qwen2": "neox"}
+
+
 class ReferenceModel:
     """Slow, obviously-correct numpy forward pass of a llama GGUF model.
 
@@ -65,18 +68,19 @@ class ReferenceModel:
         choice matters; leave at the default.
     """
 
-    def __init__(self, gguf_path, *, rope_mode: str = "normal"):
-        if rope_mode not in ("normal", "neox"):
+    def __init__(self, gguf_path, *, rope_mode: str | None = None):
+        if rope_mode not in (None, "normal", "neox"):
             raise ValueError(f"unknown rope_mode {rope_mode!r}")
         self.path = Path(gguf_path)
-        self.rope_mode = rope_mode
         reader = gguf.GGUFReader(str(self.path))
         self.metadata = read_gguf_metadata(reader)
         md = self.metadata
 
         self.arch = md["general.architecture"]
-        if self.arch != "llama":
-            raise NotImplementedError(f"reference only implements 'llama', got {self.arch!r}")
+        if self.arch not in ARCH_ROPE:
+            raise NotImplementedError(f"reference only implements {sorted(ARCH_ROPE)}, got {self.arch!r}")
+        # llama.cpp: 'llama' rotates adjacent pairs, 'qwen2' (NeoX style) the two halves of a head
+        self.rope_mode = rope_mode or ARCH_ROPE[self.arch]
         a = self.arch
 
         def get(key, default=None, required=False):
@@ -209,6 +213,10 @@ class ReferenceModel:
         q = x @ self.w(p + "attn_q.weight").T
         k = x @ self.w(p + "attn_k.weight").T
         v = x @ self.w(p + "attn_v.weight").T
+        if p + "attn_q.bias" in self.tensors:  # qwen2 (and some llama files): biases on q, k, v
+            q = q + self.w(p + "attn_q.bias")
+            k = k + self.w(p + "attn_k.bias")
+            v = v + self.w(p + "attn_v.bias")
         q = q.reshape(T, self.n_head, self.head_dim)
         k = k.reshape(T, self.n_head_kv, self.head_dim)
         v = v.reshape(T, self.n_head_kv, self.head_dim_v)

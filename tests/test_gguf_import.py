@@ -42,6 +42,7 @@ TINY_CASES = {
     "q8_0": dict(weight_type=Q.Q8_0),
     "q5_0-dequantized": dict(weight_type=Q.Q5_0),
     "q5_1-untied-q4_0-output": dict(weight_type=Q.Q5_1, tied=False, output_type=Q.Q4_0),
+    "qwen2-biases-neox": dict(arch="qwen2", qkv_bias=True, weight_type=Q.Q4_1, n_head=4, n_head_kv=2),
     "q4_k-q8_0-embed": dict(weight_type=Q.Q4_K, embed_type=Q.Q8_0, d_model=256, n_head=4, n_head_kv=2, d_ff=512),
 }
 

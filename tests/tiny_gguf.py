@@ -177,6 +177,7 @@ def write_tiny_gguf(
     arch: str = "llama",
     extra_metadata: dict | None = None,
     weight_scale: float | None = None,
+    qkv_bias: bool = False,
 ) -> Path:
     """Write a tiny random llama GGUF model to ``path`` and return the path.
 
@@ -199,6 +200,8 @@ def write_tiny_gguf(
       may be ``(value, GGUFValueType)`` tuples to force a type; otherwise
       bool/int/float/str/list are mapped to BOOL/UINT32/FLOAT32/STRING/ARRAY.
       ``{arch}`` in keys is formatted with the architecture name.
+    * ``qkv_bias``: F32 biases on q, k and v (``blk.N.attn_{q,k,v}.bias``), as
+      qwen2 files have them; large enough to move the logits visibly.
     """
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -270,6 +273,10 @@ def write_tiny_gguf(
         _add_weight(w, p + "attn_q.weight", mat(n_head * head_dim, d_model, 2.5), weight_type)
         _add_weight(w, p + "attn_k.weight", mat(n_head_kv * head_dim, d_model, 2.5), weight_type)
         _add_weight(w, p + "attn_v.weight", mat(n_head_kv * head_dim, d_model), weight_type)
+        if qkv_bias:
+            for name, n in (("q", n_head), ("k", n_head_kv), ("v", n_head_kv)):
+                bias = rng.normal(0.0, 0.5, size=(n * head_dim,)).astype(np.float32)
+                _add_weight(w, p + f"attn_{name}.bias", bias, GGMLQuantizationType.F32)
         _add_weight(w, p + "attn_output.weight", mat(d_model, n_head * head_dim, 5.0), weight_type)
         _add_weight(w, p + "ffn_norm.weight", norm(d_model), GGMLQuantizationType.F32)
         _add_weight(w, p + "ffn_gate.weight", mat(d_ff, d_model), weight_type)

@@ -77,6 +77,9 @@ class ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {
     # SmolLM/SmolLM2, Llama 1-3, TinyLlama, Mistral: all written as 'llama'.
     "llama": ArchSpec("llama", rope_interleaved=True),
+    # Qwen2 / Qwen2.5: llama blocks with biases on q, k and v (read wherever a
+    # file has them) and NeoX-style rotary embedding.
+    "qwen2": ArchSpec("qwen2", rope_interleaved=False),
 }
 
 
@@ -217,6 +220,17 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
         return w
 
     d, hd = cfg.d_model, cfg.head_dim
+
+    def qkv_bias(block: str) -> np.ndarray | None:
+        names = [f"{block}.attn_{x}.bias" for x in "qkv"]
+        present = [n in tensors for n in names]
+        if not any(present):
+            return None
+        if not all(present):
+            raise ModelImportError(f"{path.name} has biases for only some of q, k and v in {block}.")
+        sizes = (cfg.n_head * hd, cfg.n_head_kv * hd, cfg.n_head_kv * hd)
+        return np.concatenate([vector(n, size) for n, size in zip(names, sizes)])
+
     embd = get("token_embd.weight")
     embed = repack_embedding(embd.data, embd.tensor_type, (cfg.vocab_size, d))
     _check_finite(embed.scales if isinstance(embed, Int8Embedding) else embed, "token_embd.weight", path)
@@ -227,6 +241,7 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
         layers.append(
             LayerWeights(
                 attn_norm=vector(f"{b}.attn_norm.weight", d),
+                qkv_bias=qkv_bias(b),
                 q=linear(f"{b}.attn_q.weight", cfg.n_head * hd, d),
                 k=linear(f"{b}.attn_k.weight", cfg.n_head_kv * hd, d),
                 v=linear(f"{b}.attn_v.weight", cfg.n_head_kv * hd, d),

@@ -76,6 +76,7 @@ class LayerWeights:
     gate: LinearWeight
     up: LinearWeight
     down: LinearWeight
+    qkv_bias: np.ndarray | None = None  # float32 [q | k | v] biases (qwen2), or None
 
 
 @dataclass
@@ -241,6 +242,8 @@ class _Builder:
             p = f"blk.{i}"
             normed, residual = self.norm(pending, residual, lw.attn_norm, f"{p}.attn_norm")
             qkv = self.stacked_linear(normed, [lw.q, lw.k, lw.v], f"{p}.attn_qkv")
+            if lw.qkv_bias is not None:
+                qkv = g.op1("Add", [qkv, g.init_compact(f"{p}.attn_qkv.bias", lw.qkv_bias)], f"{p}.attn_qkv")
             attn, pk, pv = g.op(
                 "GroupQueryAttention",
                 [qkv, "", "", past_key(i), past_value(i), seqlens_k, total_len, cos, sin],
