@@ -159,6 +159,19 @@ def test_q4_k_models_keep_their_matrices_in_4_bits(tmp_path: Path) -> None:
     assert manifest["weights"]["gguf_tensor_types"]["Q4_K"] == 7 * 2
 
 
+def test_a_tied_float_embedding_is_stored_once(tmp_path: Path) -> None:
+    import onnx
+
+    src, out = _import(tmp_path, **TINY_CASES["q5_0-dequantized"])  # Q5_0 table: widened, tied to the output
+    graph = onnx.load(str(out / "model.onnx")).graph
+    tables = [i for i in graph.initializer if i.dims and int(np.prod(i.dims)) >= 315 * 64]
+    assert [i.name for i in tables] == ["token_embd.weight"]
+    model = LoadedModel(out, threads=1)
+    ids = model.tokenizer.encode(TEXT).ids
+    logits, _ = model.forward(ids, model.empty_cache())
+    assert np.abs(logits - ReferenceModel(src).forward(ids)).max() < TOL
+
+
 def test_q8_0_is_dequantized_exactly() -> None:
     raw, expected = _raw_blocks(Q.Q8_0, 16, 64)
     w = repack_linear(raw, Q.Q8_0, (16, 64))

@@ -254,10 +254,8 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
         )
     if "output.weight" in tensors:
         output: LinearWeight | None = linear("output.weight", cfg.vocab_size, d)
-    elif isinstance(embed, Int8Embedding):
-        output = None  # tied: the graph derives the matrix from the 8-bit table at load
-    else:  # tied to the embedding: the same numbers, in the form a matrix product wants
-        output = repack_linear(embd.data, embd.tensor_type, (cfg.vocab_size, d))
+    else:
+        output = None  # tied: the graph multiplies by the embedding table itself (see onnx_decoder)
     return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output)
 
 

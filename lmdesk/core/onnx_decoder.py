@@ -84,7 +84,7 @@ class DecoderWeights:
     embed: np.ndarray | Int8Embedding  # float32 [vocab, d_model], or 8-bit blocks
     layers: list[LayerWeights]
     out_norm: np.ndarray
-    output: LinearWeight | None  # None: tied to an 8-bit embedding (see _Builder.output_from_embedding)
+    output: LinearWeight | None  # None: tied to the embedding (see _Builder.output_from_embedding)
 
 
 @dataclass
@@ -144,6 +144,7 @@ class _Builder:
         self.cfg = cfg
         self.g = _Graph()
         self._embed8: tuple[str, str] | None = None
+        self._embed_table: str | None = None
         self._blocksums: dict[str, str] = {}
 
     # -- linear layers ---------------------------------------------------
@@ -234,7 +235,8 @@ class _Builder:
             h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
                       bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=1)
         else:
-            h = g.op1("Gather", [g.init_compact("token_embd.weight", w.embed), INPUT_IDS], "embed", axis=0)
+            self._embed_table = g.init_compact("token_embd.weight", w.embed)
+            h = g.op1("Gather", [self._embed_table, INPUT_IDS], "embed", axis=0)
 
         residual = h
         pending: str | None = None  # output of the previous sub-layer, not yet added to the residual
@@ -308,6 +310,8 @@ class _Builder:
         ``(q - 128) * d`` is exact in float32: an 8-bit integer times a
         float16 scale needs 19 bits of mantissa."""
         g, cfg = self.g, self.cfg
+        if self._embed8 is None:  # a float table: the same matrix serves both, stored once
+            return self._embed_table
         data, scales = self._embed8
         zero = g.init("output_w.zero_point",
                       np.full((cfg.vocab_size, cfg.d_model // BLOCK), 128, np.uint8))
