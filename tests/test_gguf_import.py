@@ -172,6 +172,14 @@ def test_a_tied_float_embedding_is_stored_once(tmp_path: Path) -> None:
     assert np.abs(logits - ReferenceModel(src).forward(ids)).max() < TOL
 
 
+def test_a_tied_4_bit_embedding_keeps_a_4_bit_product(tmp_path: Path) -> None:
+    import onnx
+
+    _, out = _import(tmp_path, **TINY_CASES["q4_0-wide"])  # 3 layers, Q4_0 table tied to the output
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("MatMulNBits") == 4 * 3 + 1 and "Gemm" not in ops
+
+
 def test_q8_0_is_dequantized_exactly() -> None:
     raw, expected = _raw_blocks(Q.Q8_0, 16, 64)
     w = repack_linear(raw, Q.Q8_0, (16, 64))

@@ -254,6 +254,10 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
         )
     if "output.weight" in tensors:
         output: LinearWeight | None = linear("output.weight", cfg.vocab_size, d)
+    elif embd.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K) and not isinstance(embed, Int8Embedding):
+        # tied to a 4-bit table: the product keeps its 4 bits (faster, and smaller
+        # than a second float copy); the lookup uses the widened table
+        output = linear("token_embd.weight", cfg.vocab_size, d)
     else:
         output = None  # tied: the graph multiplies by the embedding table itself (see onnx_decoder)
     return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output)
