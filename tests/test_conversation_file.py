@@ -156,3 +156,21 @@ def test_a_failed_save_keeps_the_earlier_file(models, tmp_path: Path) -> None:
     _one_sentence(str(err.value))
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lmdesk-")]
+
+
+def test_a_conversation_too_long_for_the_model_leaves_the_document_alone(models, tmp_path: Path) -> None:
+    a, b = models
+    s = a_conversation(a)
+    data = cf.to_dict(s)
+    data["messages"][3]["content"] = "the cat sat on the mat " * 200  # far beyond a context of 256
+    path = tmp_path / "long.lmdesk.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    target = Session(b)  # another model: the messages are written again, and one does not fit
+    target.end_turn("keep me")
+    before, system, undoable = target.ids, target.system_prompt, target.can_undo
+    with pytest.raises(Exception) as err:
+        cf.open_into(target, cf.read(path))
+    _one_sentence(str(err.value))
+    assert "at most 256" in str(err.value)
+    assert target.ids == before and target.system_prompt == system and target.can_undo == undoable
+    assert target.messages()[-2].content == "keep me"

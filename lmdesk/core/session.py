@@ -253,11 +253,8 @@ class Session:
         self._check_room(len(ids) - len(self.doc))
         self._snapshot()
         keep = same_prefix(self.ids, ids)
-        while keep and (self.doc.segment_of(keep - 1) != segments[keep - 1]
-                        or self.doc.tokens[keep - 1].kind != kinds[keep - 1]):
-            keep -= 1
-        if any(self.doc.segment_of(i) != segments[i] for i in range(keep)):
-            keep = 0
+        keep = next((i for i in range(keep) if self.doc.segment_of(i) != segments[i]
+                     or self.doc.tokens[i].kind != kinds[i]), keep)
         self._truncate(keep)
         self.system_prompt = system_prompt
         self._append(list(ids[keep:]), list(segments[keep:]), list(kinds[keep:]), progress, should_cancel)
@@ -268,26 +265,33 @@ class Session:
         without messages or template, ``text``. For a conversation made with
         another model, so both can be compared on the same words."""
         messages = list(messages)
-        if not messages:
-            self.reset()
-            if text:
-                self.load_text(text)
-            return
-        if self.template is None:
+        if messages and self.template is None:
             raise EditError("This model has no chat template, so it cannot hold a conversation.")
-        self.reset()
-        if messages[0].role == "system":
-            self.system_prompt = messages[0].content
-            messages = messages[1:]
-        else:
-            self.system_prompt = None
-        for m in messages:
-            if m.role == "user":
-                self.end_turn(m.content)
-            elif m.content:
-                if not self.doc.tokens:  # a reply with no question before it: open a turn for it
-                    raise EditError("The conversation does not start with a message from the user.")
-                self.append_text(m.content)
+        # if any message does not fit, the document goes back to what it was
+        before = _Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments))
+        history, system = list(self._history), self.system_prompt
+        try:
+            self.reset()
+            if not messages:
+                if text:
+                    self.load_text(text)
+                return
+            if messages[0].role == "system":
+                self.system_prompt = messages[0].content
+                messages = messages[1:]
+            else:
+                self.system_prompt = None
+            for m in messages:
+                if m.role == "user":
+                    self.end_turn(m.content)
+                elif m.content:
+                    if not self.doc.tokens:
+                        raise EditError("The conversation does not start with a message from the user.")
+                    self.append_text(m.content)
+        except LmdeskError:
+            self._restore(before)
+            self._history, self.system_prompt = history, system
+            raise
 
     def append_token(self, token_id: int) -> None:
         if not 0 <= token_id < self.model.vocab_size:
