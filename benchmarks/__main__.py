@@ -175,7 +175,43 @@ def faithfulness(folder: Path, gguf: Path, n: int, threads: int) -> dict:
         out["llama_cpp"] = None
     else:
         out["llama_cpp"] = llama_cpp_figures(gguf, ids, ref, threads)
+        out["llama_cpp"].update(interleaved_decode(model, gguf, threads))
     return out
+
+
+def interleaved_decode(model, gguf: Path, threads: int, rounds: int = 6, steps: int = 20) -> dict:
+    """Decode per token, lmdesk (with statistics) and llama.cpp taking turns
+    in blocks of ``steps`` after the same 200-token story, so that a busy
+    neighbour on a shared machine slows both alike and the ratio holds."""
+    from llama_cpp import Llama
+
+    from lmdesk.core.sampling import SamplingSettings
+    from lmdesk.core.session import Session
+
+    session = Session(model)
+    story = model.tokenizer.decode(story_ids(model.tokenizer, 200))
+    session.load_text(story)
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, logits_all=False, verbose=False)
+    prompt = story_ids_from(llm, 200)
+    llm.reset()
+    llm.eval(prompt)
+    tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    greedy = SamplingSettings(greedy=True)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            chosen, _ = session.choose(greedy)
+            session.append_token(chosen)
+            ours.append((time.perf_counter() - t0) * 1000)
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            llm.eval([tok])
+            theirs.append((time.perf_counter() - t0) * 1000)
+            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    return {"interleaved_ours_ms": statistics.median(ours), "interleaved_theirs_ms": statistics.median(theirs),
+            "interleaved_steps": len(ours)}
 
 
 def compare(got: np.ndarray, ref: np.ndarray, ids: list[int]) -> dict:
@@ -353,6 +389,10 @@ def main() -> None:
              f"lmdesk/llama.cpp = {e['prefill_1000_ms'] / lc['prefill_1000_ms']:.2f}"),
             ("llama.cpp mean |Δ log-prob|", f"{lc['mean_abs_logprob']:.2e} nats",
              f"top-1 agreement {lc['top1_agreement'] * 100:.1f} %"),
+            ("decode taking turns: lmdesk", f"{lc['interleaved_ours_ms']:.1f} ms",
+             f"with statistics, median of {lc['interleaved_steps']}, blocks of 20 alternating"),
+            ("decode taking turns: llama.cpp", f"{lc['interleaved_theirs_ms']:.1f} ms",
+             f"lmdesk/llama.cpp = {lc['interleaved_ours_ms'] / lc['interleaved_theirs_ms']:.2f}"),
         ]
     st = startup_figures()
     if st is None:
