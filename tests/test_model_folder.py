@@ -67,6 +67,8 @@ def _make_hf(lmdesk: Path, dest: Path, *, template=CHATML_TEMPLATE, model: onnx.
     target.parent.mkdir(parents=True, exist_ok=True)
     if model is None:
         shutil.copy(lmdesk / "model.onnx", target)
+        if (lmdesk / "model.onnx.data").is_file():  # the weights the graph names, beside it
+            shutil.copy(lmdesk / "model.onnx.data", target.parent / "model.onnx.data")
     else:
         onnx.save_model(model, target)
     shutil.copy(lmdesk / "tokenizer.json", dest / "tokenizer.json")
@@ -287,6 +289,7 @@ def test_onnx_file_preference(tiny_lmdesk: Path, tmp_path: Path) -> None:
     shutil.copy(folder / "onnx" / "model_fp16.onnx", folder / "onnx" / "model_quantized.onnx")
     assert read_model_folder(folder).onnx_path.name == "model_quantized.onnx"
     shutil.copy(folder / "onnx" / "model_fp16.onnx", folder / "model.onnx")  # the root's float32 export
+    shutil.copy(folder / "onnx" / "model.onnx.data", folder / "model.onnx.data")  # with the weights it names
     assert read_model_folder(folder).onnx_path == folder / "model.onnx"
     shutil.copy(folder / "onnx" / "model_fp16.onnx", folder / "onnx" / "model.onnx")
     assert read_model_folder(folder).onnx_path == folder / "onnx" / "model.onnx"
@@ -364,6 +367,19 @@ def test_manifest_of_another_version_or_incomplete(tiny_lmdesk: Path, tmp_path: 
     del manifest["dimensions"]["head_dim"]
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     assert "head_dim" in _load_error(folder)
+
+
+def test_missing_weights_file(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    data = folder / "model.onnx.data"
+    size = data.stat().st_size
+    with data.open("r+b") as f:  # a copy cut off half way
+        f.truncate(size // 2)
+    message = _load_error(folder)
+    assert message.startswith(f"The model folder {folder} is damaged: model.onnx.data holds {size // 2:,} bytes")
+    assert f"{size:,} were written" in message and "\n" not in message
+    data.unlink()
+    assert _load_error(folder) == f"The model folder {folder} is incomplete: model.onnx.data is missing."
 
 
 def test_missing_tokenizer(tiny_lmdesk: Path, tmp_path: Path) -> None:

@@ -244,6 +244,13 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
     onnx_path = folder / (files.get("model") or MODEL_FILE)
     tokenizer_path = folder / (files.get("tokenizer") or TOKENIZER_FILE)
     _require_file(folder, onnx_path)
+    if isinstance(files.get("weights"), str) and files["weights"]:  # the weights beside the graph
+        weights = folder / files["weights"]
+        _require_file(folder, weights)
+        expected, actual = files.get("weights_bytes"), weights.stat().st_size
+        if isinstance(expected, int) and not isinstance(expected, bool) and expected != actual:
+            _fail(f"The model folder {folder} is damaged: {files['weights']} holds {actual:,} bytes where "
+                  f"{expected:,} were written (an interrupted copy?); copy or prepare the model again.")
     _require_file(folder, tokenizer_path)
     template_name = files.get("chat_template", CHAT_TEMPLATE_FILE)
     chat_template = None
