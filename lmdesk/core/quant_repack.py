@@ -113,12 +113,16 @@ def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> I
     return dequantize(raw, qtype, shape)
 
 
+def _pack_pairs(elems: np.ndarray) -> np.ndarray:
+    """4-bit values ``[..., 32]`` in ``MatMulNBits`` order: elements ``2i,
+    2i + 1`` in the low and high nibble of byte ``i``."""
+    return (elems[..., 0::2] | (elems[..., 1::2] << 4)).astype(np.uint8)
+
+
 def _ggml_nibbles_to_ort(qs: np.ndarray) -> np.ndarray:
     """GGUF stores element ``j`` in the low nibble and ``j + 16`` in the high
-    nibble of byte ``j``; ``MatMulNBits`` wants elements ``2i, 2i + 1`` in the
-    low and high nibble of byte ``i``."""
-    elems = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
-    return (elems[..., 0::2] | (elems[..., 1::2] << 4)).astype(np.uint8)
+    nibble of byte ``j``; repacked for ``MatMulNBits``."""
+    return _pack_pairs(np.concatenate([qs & 0x0F, qs >> 4], axis=-1))
 
 
 def _blocks(raw: np.ndarray, dtype: np.dtype, rows: int) -> np.ndarray:
@@ -141,7 +145,7 @@ def _repack_q4_k(raw: np.ndarray, n: int, k: int) -> Int4Weight:
     # each 32 bytes of qs hold two runs: run 2g in the low nibbles, run 2g+1 in the high ones
     qs = b["qs"].reshape(-1, 4, 1, 32)
     runs = np.concatenate([qs & 0x0F, qs >> 4], axis=2).reshape(n, supers * 8, BLOCK)
-    packed = (runs[..., 0::2] | (runs[..., 1::2] << 4)).astype(np.uint8)
+    packed = _pack_pairs(runs)
     correction = np.ascontiguousarray((np.float32(8.0) * scale - minimum).T)
     return Int4Weight(packed, np.ascontiguousarray(scale), correction, "Q4_K")
 
