@@ -128,6 +128,10 @@ class Session:
         self._history.append(_Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments)))
         del self._history[:-HISTORY_LIMIT]
 
+    def _check_id(self, token_id: int) -> None:
+        if not 0 <= token_id < self.model.vocab_size:
+            raise EditError(f"There is no token {token_id} in this model's vocabulary.")
+
     def _check_room(self, extra: int) -> None:
         limit = self.model.context_length
         if len(self.doc) + extra > limit:
@@ -247,9 +251,8 @@ class Session:
             raise EditError("The document is inconsistent: tokens and their parts do not match.")
         if not ids:
             raise EditError("The document is empty.")
-        bad = next((i for i in ids if not 0 <= i < self.model.vocab_size), None)
-        if bad is not None:
-            raise EditError(f"There is no token {bad} in this model's vocabulary.")
+        for token_id in ids:
+            self._check_id(token_id)
         self._check_room(len(ids) - len(self.doc))
         self._snapshot()
         keep = same_prefix(self.ids, ids)
@@ -294,8 +297,7 @@ class Session:
             raise
 
     def append_token(self, token_id: int) -> None:
-        if not 0 <= token_id < self.model.vocab_size:
-            raise EditError(f"There is no token {token_id} in this model's vocabulary.")
+        self._check_id(token_id)
         self._snapshot()
         self._append([token_id], [self._current_segment()], [self._kind(token_id)])
 
@@ -320,8 +322,7 @@ class Session:
         """Put ``token_id`` at ``index``; everything after it is dropped."""
         if not 0 <= index < len(self.doc):
             raise EditError(f"There is no token at position {index}.")
-        if not 0 <= token_id < self.model.vocab_size:
-            raise EditError(f"There is no token {token_id} in this model's vocabulary.")
+        self._check_id(token_id)
         seg = self.doc.segment_of(index)
         self._snapshot()
         self._truncate(index)
