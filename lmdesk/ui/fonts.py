@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 SYSTEM_FALLBACKS = (
     Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
     Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),  # its Hangul (lmdesk.packaging)
 )
 
 
