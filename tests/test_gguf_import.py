@@ -159,6 +159,40 @@ def test_q4_k_models_keep_their_matrices_in_4_bits(tmp_path: Path) -> None:
     assert manifest["weights"]["gguf_tensor_types"]["Q4_K"] == 7 * 2
 
 
+def test_rotary_tables_are_folded_to_the_float64_rounded_values(tmp_path: Path) -> None:
+    """The file holds the frequencies only; the session folds the tables once,
+    to exactly numpy's float64 cos/sin rounded to float32, and no Cos or Sin
+    is left to run at each step."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from lmdesk.core.onnx_decoder import DecoderConfig, _Builder
+
+    inv_freq = 100000.0 ** (-np.arange(0, 64, 2, dtype=np.float64) / 64)
+    b = _Builder(cfg=DecoderConfig.__new__(DecoderConfig))
+    object.__setattr__(b.cfg, "max_positions", 8192)
+    object.__setattr__(b.cfg, "inv_freq", inv_freq)
+    cos, sin = b.rotary_tables()
+    assert sum(int(np.prod(t.dims)) for t in b.g.inits) < 64  # no table in the file
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in (cos, sin)]
+    graph = helper.make_graph(b.g.nodes, "rotary", [], outs, initializer=b.g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    got_cos, got_sin = ort.InferenceSession(model.SerializeToString()).run(None, {})
+    angles = np.arange(8192, dtype=np.float64)[:, None] * inv_freq[None, :]
+    assert np.array_equal(got_cos, np.cos(angles).astype(np.float32))
+    assert np.array_equal(got_sin, np.sin(angles).astype(np.float32))
+
+    _, out = _import(tmp_path, **TINY_CASES["q4_1-gqa2"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False).graph.node}
+    assert "GroupQueryAttention" in ops and not ops & {"Cos", "Sin", "Range"}
+
+
 def test_a_tied_float_embedding_is_stored_once(tmp_path: Path) -> None:
     import onnx
 

@@ -59,7 +59,7 @@ MANIFEST_FORMAT = "lmdesk-model"
 MANIFEST_VERSION = 1
 # Raised whenever the converter's output changes; the default model is
 # prepared again when its folder was made by an older revision.
-CONVERTER_REVISION = 8
+CONVERTER_REVISION = 9
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
 MAX_POSITIONS_CAP = 32768
@@ -291,7 +291,6 @@ def _estimate_bytes(reader: GGUFReader, cfg: DecoderConfig) -> int:
             total += int(t.n_bytes) * 2  # packed weight + scales + corrections
         else:
             total += int(np.prod([int(x) for x in t.shape])) * 4
-    total += cfg.max_positions * cfg.head_dim * 4  # rotary cos + sin
     return total + (16 << 20)
 
 

@@ -199,6 +199,27 @@ class _Builder:
         parts = [self.linear(x, w, f"{name}.{j}") for j, w in enumerate(ws)]
         return self.g.op1("Concat", parts, name, axis=-1)
 
+    def rotary_tables(self) -> tuple[str, str]:
+        """The cos and sin of angle ``p * inv_freq[i]`` for every position p:
+        float32 ``[max_positions, rope_dim / 2]`` tables computed by constant
+        nodes that the session folds when it starts, in float64 and then
+        rounded, the very numbers ``np.cos(angles).astype(np.float32)`` gives
+        (a test checks it). The file holds 32 frequencies instead of two
+        tables of 1 MB each."""
+        g, cfg = self.g, self.cfg
+
+        def scalar(name: str, value: float) -> str:  # Range takes 0-d tensors (init() makes them 1-d)
+            g.inits.append(numpy_helper.from_array(np.array(value, np.float64), name))
+            return name
+
+        positions = g.op1("Range", [scalar("rotary.start", 0.0), scalar("rotary.limit", float(cfg.max_positions)),
+                                    scalar("rotary.delta", 1.0)], "rotary")
+        angles = g.op1("Mul", [g.op1("Unsqueeze", [positions, g.const_i64([1])], "rotary"),
+                               g.init("rotary.inv_freq", np.asarray(cfg.inv_freq, np.float64)[None, :])], "rotary")
+        cos = g.op1("Cast", [g.op1("Cos", [angles], "rotary")], "rotary", to=TensorProto.FLOAT)
+        sin = g.op1("Cast", [g.op1("Sin", [angles], "rotary")], "rotary", to=TensorProto.FLOAT)
+        return cos, sin
+
     # -- the network -------------------------------------------------------
     def build(self, w: DecoderWeights) -> onnx.ModelProto:
         cfg, g = self.cfg, self.g
@@ -224,9 +245,7 @@ class _Builder:
             "mask",
             to=TensorProto.INT32,
         )
-        positions = np.arange(cfg.max_positions, dtype=np.float64)[:, None] * cfg.inv_freq[None, :]
-        cos = g.init("rotary.cos_cache", np.cos(positions).astype(np.float32))
-        sin = g.init("rotary.sin_cache", np.sin(positions).astype(np.float32))
+        cos, sin = self.rotary_tables()
 
         if isinstance(w.embed, Int8Embedding):
             data = g.init("token_embd.qweight", w.embed.data)
