@@ -16,6 +16,9 @@ Two files of the bundle are far larger than what lmdesk uses of them.
   tokenizer splits them). The copy made here keeps every emoji that is one
   code point (3 MB); a sequence is drawn as its parts.
 
+It also draws the application icon as the PNG that PyInstaller turns into
+the Windows and macOS icons.
+
 The Korean fallback is cut out of a font too: WenQuanYi Micro Hei's Hangul
 (0.6 MB of its 5 MB) joins Droid Sans Fallback, which lacks Hangul.
 
@@ -154,3 +157,24 @@ def bundled_font(font: Path, workdir: Path) -> Path:
     if font.name == "wqy-microhei.ttc":
         return subset_font(font, workdir / "WenQuanYiMicroHei-Hangul.ttf", (cp for r in HANGUL for cp in r))
     return font
+
+
+def render_icon(svg: Path, out: Path, size: int = 256) -> Path:
+    """The SVG icon ``svg`` drawn as a ``size`` × ``size`` PNG at ``out``:
+    PyInstaller makes the Windows .ico and the macOS .icns from it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    renderer = QSvgRenderer(str(svg))
+    if not renderer.isValid():
+        raise RuntimeError(f"{svg.name} is not a valid SVG image")
+    image = QImage(size, size, QImage.Format.Format_ARGB32)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    renderer.render(painter)
+    painter.end()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not image.save(str(out), "PNG"):
+        raise RuntimeError(f"could not write {out}")
+    return out

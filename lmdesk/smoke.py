@@ -63,10 +63,13 @@ def _check(model_folder: str | None, started: float) -> str:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
+    from .ui.app import application_icon
     from .ui.fonts import install_fallback_fonts
     from .ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    if application_icon().isNull():
+        raise RuntimeError("the application icon is missing from resources/icons")
     fonts = install_fallback_fonts()
     _check_collation()
     if "Noto Color Emoji" in fonts:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lmdesk.packaging import HANGUL, SlimmingUnavailable, bundled_font, keep_icu_item, slim_icu_data
+from lmdesk.core.paths import resources_dir
+from lmdesk.packaging import HANGUL, SlimmingUnavailable, bundled_font, keep_icu_item, render_icon, slim_icu_data
 from lmdesk.ui.fonts import SYSTEM_FALLBACKS
 
 EMOJI = next(f for f in SYSTEM_FALLBACKS if f.name == "NotoColorEmoji.ttf")
@@ -119,3 +120,23 @@ def test_korean_fallback_is_the_hangul_of_wenquanyi(tmp_path):
 def test_other_fonts_travel_as_they_are(tmp_path):
     droid = next(f for f in SYSTEM_FALLBACKS if "Droid" in f.name)
     assert bundled_font(droid, tmp_path) == droid
+
+
+def test_the_icon_is_drawn_for_the_installers(tmp_path):
+    from PySide6.QtGui import QColor, QImage
+
+    png = render_icon(resources_dir() / "icons" / "lmdesk.svg", tmp_path / "icon.png")
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (256, 256)
+    assert QColor.fromRgba(image.pixel(2, 2)).alpha() == 0  # rounded corners stay transparent
+    assert QColor.fromRgba(image.pixel(128, 230)).name() == "#1f2329"  # the dark tile
+    assert QColor.fromRgba(image.pixel(200, 72)).name() == "#2f5597"  # the long, unsurprising chip
+    assert QColor.fromRgba(image.pixel(76, 184)).name() == "#f0c93a"  # the short, surprising one
+    assert QColor.fromRgba(image.pixel(200, 184)).name() == "#1f2329"  # it is short
+
+
+def test_a_broken_icon_stops_the_build(tmp_path):
+    bad = tmp_path / "bad.svg"
+    bad.write_text("<svg")
+    with pytest.raises(RuntimeError):
+        render_icon(bad, tmp_path / "icon.png")

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..core.paths import user_data_dir
+from ..core.paths import resources_dir, user_data_dir
 
 
 def setup_logging() -> None:
@@ -23,6 +23,16 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+ICON = "icons/lmdesk.svg"  # under resources/: three token chips colored by surprise, ranked like the chart
+
+
+def application_icon():
+    """The icon of every lmdesk window (and, on Linux, of its task bar entry)."""
+    from PySide6.QtGui import QIcon
+
+    return QIcon(str(resources_dir() / ICON))
+
+
 def run(model_folder: str | None = None, threads: int | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
@@ -34,6 +44,7 @@ def run(model_folder: str | None = None, threads: int | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("lmdesk")
     app.setApplicationVersion(__version__)
+    app.setWindowIcon(application_icon())
     install_fallback_fonts()
     window = MainWindow(model_folder=model_folder, threads=threads,
                         keep_last=user_data_dir() / "last-conversation.lmdesk.json")
