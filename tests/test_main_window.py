@@ -287,6 +287,29 @@ def test_errors_are_sentences_and_keep_the_document(qtbot, win) -> None:
     qtbot.waitUntil(lambda: win.banner.isVisible() and "at most 128" in win.banner.text(), timeout=TIMEOUT)
     idle(qtbot, win)
     assert win.state.tokens == before
+    assert win.message.toPlainText() == "the cat sat on the mat. " * 100  # the message is not lost
+
+
+def test_a_stopped_end_turn_gives_the_message_back(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    before = win.state.tokens
+    win.client.worker.stop_before = 10**9  # as if Stop were pressed before the model read a token
+    try:
+        win.message.setPlainText("a question the student typed carefully")
+        win.end_turn.click()
+        assert win.message.toPlainText() == ""
+        qtbot.waitUntil(lambda: win.message.toPlainText() != "", timeout=TIMEOUT)
+        idle(qtbot, win)
+    finally:
+        win.client.worker.stop_before = 0
+    assert win.message.toPlainText() == "a question the student typed carefully"
+    assert win.state.tokens == before
+
+
+def test_a_returned_message_goes_before_what_was_typed_since(qtbot, win) -> None:
+    win.message.setPlainText("typed meanwhile")
+    win.on_message_returned("the refused message")
+    assert win.message.toPlainText() == "the refused message\ntyped meanwhile"
 
 
 def test_missing_model_offers_what_to_do(qtbot, tmp_path, monkeypatch) -> None:
@@ -377,6 +400,7 @@ def test_a_twenty_page_paste_is_refused_whole(qtbot, win) -> None:
     idle(qtbot, win)
     assert "at most 128" in win.banner.text()
     assert win.state.tokens == before
+    assert win.message.toPlainText().startswith("Lorem ipsum") and len(win.message.toPlainText()) > 100_000
 
 
 def test_switching_models_keeps_the_conversation(qtbot, win, tmp_path) -> None:

@@ -385,6 +385,7 @@ class MainWindow(QMainWindow):
         w.modelLoaded.connect(self.on_model_loaded)
         w.modelMissing.connect(self.on_model_missing)
         w.failed.connect(self.show_error)
+        w.messageReturned.connect(self.on_message_returned)
         w.busyChanged.connect(self.on_busy)
         w.progress.connect(self.on_progress)
         w.notice.connect(self.status.setText)
@@ -468,6 +469,12 @@ class MainWindow(QMainWindow):
             self.client.send("set_system_prompt", system if system.strip() else None)
         self.send("end_turn", text)
         self.message.clear()
+
+    def on_message_returned(self, text: str) -> None:
+        """An End Turn that did not go through (too long, stopped, failed):
+        its message goes back in the box, before anything typed since."""
+        typed = self.message.toPlainText()
+        self.message.setPlainText(text if not typed.strip() else f"{text}\n{typed}")
 
     def do_apply_system(self) -> None:
         text = self.system_edit.toPlainText()

@@ -66,6 +66,7 @@ class EngineWorker(QObject):
     modelLoaded = Signal(object)  # ModelInfo
     modelMissing = Signal(str)  # why, in one sentence: the window offers to prepare or import
     failed = Signal(str)  # one sentence for the person at the keyboard
+    messageReturned = Signal(str)  # the message of an End Turn that did not go through
     busyChanged = Signal(bool, str)  # busy?, what is going on
     progress = Signal(float, str)  # fraction (negative: unknown), message
     notice = Signal(str)  # a short remark for the status bar
@@ -198,7 +199,11 @@ class EngineWorker(QObject):
 
     # -- document edits ------------------------------------------------------------------------
     def _op_end_turn(self, text: str) -> None:
-        self._need().end_turn(text, self._progress("Reading the conversation"), self._should_cancel)
+        try:
+            self._need().end_turn(text, self._progress("Reading the conversation"), self._should_cancel)
+        except Exception:  # refused, stopped or broken: the message goes back to its writer
+            self.messageReturned.emit(text)
+            raise
 
     def _op_load_text(self, text: str) -> None:
         s = self._need()
