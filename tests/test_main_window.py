@@ -308,8 +308,19 @@ def test_a_stopped_end_turn_gives_the_message_back(qtbot, win) -> None:
 
 def test_a_returned_message_goes_before_what_was_typed_since(qtbot, win) -> None:
     win.message.setPlainText("typed meanwhile")
-    win.on_message_returned("the refused message")
+    win.on_text_returned("message", "the refused message")
     assert win.message.toPlainText() == "the refused message\ntyped meanwhile"
+
+
+def test_forced_text_that_does_not_fit_comes_back(qtbot, win) -> None:
+    end_turn(qtbot, win, "hi")
+    before = win.state.tokens
+    win.force_edit.setText(" and so on" * 60)  # far past the tiny model's 128-token context
+    win.force.click()
+    qtbot.waitUntil(lambda: win.banner.isVisible() and "at most 128" in win.banner.text(), timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.state.tokens == before
+    assert win.force_edit.text() == " and so on" * 60
 
 
 def test_missing_model_offers_what_to_do(qtbot, tmp_path, monkeypatch) -> None:

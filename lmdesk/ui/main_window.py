@@ -385,7 +385,7 @@ class MainWindow(QMainWindow):
         w.modelLoaded.connect(self.on_model_loaded)
         w.modelMissing.connect(self.on_model_missing)
         w.failed.connect(self.show_error)
-        w.messageReturned.connect(self.on_message_returned)
+        w.textReturned.connect(self.on_text_returned)
         w.busyChanged.connect(self.on_busy)
         w.progress.connect(self.on_progress)
         w.notice.connect(self.status.setText)
@@ -470,9 +470,13 @@ class MainWindow(QMainWindow):
         self.send("end_turn", text)
         self.message.clear()
 
-    def on_message_returned(self, text: str) -> None:
-        """An End Turn that did not go through (too long, stopped, failed):
-        its message goes back in the box, before anything typed since."""
+    def on_text_returned(self, box: str, text: str) -> None:
+        """A request that did not go through (too long, stopped, failed): the
+        text typed for it goes back in its box, before anything typed since."""
+        if box == "force":
+            typed = self.force_edit.text()
+            self.force_edit.setText(text + typed)
+            return
         typed = self.message.toPlainText()
         self.message.setPlainText(text if not typed.strip() else f"{text}\n{typed}")
 

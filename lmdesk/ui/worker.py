@@ -66,7 +66,7 @@ class EngineWorker(QObject):
     modelLoaded = Signal(object)  # ModelInfo
     modelMissing = Signal(str)  # why, in one sentence: the window offers to prepare or import
     failed = Signal(str)  # one sentence for the person at the keyboard
-    messageReturned = Signal(str)  # the message of an End Turn that did not go through
+    textReturned = Signal(str, str)  # ("message" or "force", its text): typed text whose request did not go through
     busyChanged = Signal(bool, str)  # busy?, what is going on
     progress = Signal(float, str)  # fraction (negative: unknown), message
     notice = Signal(str)  # a short remark for the status bar
@@ -202,7 +202,7 @@ class EngineWorker(QObject):
         try:
             self._need().end_turn(text, self._progress("Reading the conversation"), self._should_cancel)
         except Exception:  # refused, stopped or broken: the message goes back to its writer
-            self.messageReturned.emit(text)
+            self.textReturned.emit("message", text)
             raise
 
     def _op_load_text(self, text: str) -> None:
@@ -237,7 +237,11 @@ class EngineWorker(QObject):
             s.replace(index, token_id)
 
     def _op_replace_text(self, index: int, text: str) -> None:
-        self._need().replace_text(index, text)
+        try:
+            self._need().replace_text(index, text)
+        except Exception:
+            self.textReturned.emit("force", text)
+            raise
 
     def _op_truncate(self, n: int) -> None:
         self._need().truncate(n)
