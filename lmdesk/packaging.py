@@ -1,29 +1,28 @@
-"""Slimming the standalone Linux bundle: used by build.spec, never at run time.
+"""What build.spec makes for the standalone bundle; never used at run time.
 
-Two files of the bundle are far larger than what lmdesk uses of them.
+Two files of the Linux bundle are far larger than what lmdesk uses of them.
 
 * ICU's data library (``libicudata.so.NN``, 32 MB), which Qt Core links. Qt
   calls ICU for collation (file dialogs sort names with it), locale case
   mapping, time-zone display names and legacy text codecs. The copy made here
-  keeps the root collation (Unicode's default order), the normalization and
-  property tables, the locale-independent tables and English: 2.7 MB. Every
-  locale then sorts with the root collation, time zones have no localized
-  display names, and Shift-JIS and the other legacy codecs are gone; lmdesk
-  reads and writes UTF-8 only and shows no time zones.
+  keeps the root collation (Unicode's default order), the normalization
+  tables, the locale-independent tables and English: 2.5 MB. Every locale
+  then sorts with the root collation, time zones have no localized display
+  names, and Shift-JIS and the other legacy codecs are gone; lmdesk reads and
+  writes UTF-8 only and shows no time zones.
 * Noto Color Emoji (11 MB), the emoji fallback for token chips. About two
   thirds of it are ligatures: skin tones, families and other ZWJ sequences,
   flags and keycaps, which a token chip almost never holds whole (a byte-level
   tokenizer splits them). The copy made here keeps every emoji that is one
   code point (3 MB); a sequence is drawn as its parts.
 
-It also draws the application icon as the PNG that PyInstaller turns into
-the Windows and macOS icons.
-
 The Korean fallback is cut out of a font too: WenQuanYi Micro Hei's Hangul
-(0.6 MB of its 5 MB) joins Droid Sans Fallback, which lacks Hangul.
+(0.6 MB of its 5 MB) joins Droid Sans Fallback, which lacks Hangul. And the
+application icon is drawn as the PNG that PyInstaller turns into the Windows
+and macOS icons.
 
 The tools are ICU's ``icupkg`` (Debian: icu-devtools) and binutils
-(``objcopy``, ``as``, ``ld``) for ICU, and fontTools for the font. A build
+(``objcopy``, ``as``, ``ld``) for ICU, and fontTools for the fonts. A build
 machine without them raises :class:`SlimmingUnavailable`; build.spec then
 ships the originals and the bundle is only larger.
 """
