@@ -82,6 +82,41 @@ def test_tiny_model_cached_steps_equal_prefill(tmp_path: Path, case: str) -> Non
     assert np.abs(tail2 - full[4:]).max() < 1e-4
 
 
+def test_the_cache_stays_in_place_and_grows_in_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lmdesk's graphs write each step into the cache arrays themselves; the
+    arrays grow (copying the cached positions once) only when full. The
+    logits are those of the copying path, bit for bit."""
+    from lmdesk.core import model as model_module
+
+    monkeypatch.setattr(model_module, "KV_CAPACITY_STEP", 8)  # grow often on the tiny model
+    _, out = _import(tmp_path, **TINY_CASES["q4_1-gqa2"])
+    in_place, copying = LoadedModel(out, threads=1), LoadedModel(out, threads=1)
+    assert in_place._in_place
+    copying._in_place = False
+    ids = in_place.tokenizer.encode(TEXT).ids
+    assert len(ids) > 24
+    caches = {}
+    for m in (in_place, copying):
+        cache, rows, capacities = m.empty_cache(), [], []
+        for chunk in (ids[:5], ids[5:6], ids[6:19], *[[t] for t in ids[19:]]):
+            before = cache
+            logits, cache = m.forward(chunk, cache)
+            rows.append(logits)
+            capacities.append(cache.capacity)
+            if m is in_place and before.capacity >= cache.length:  # room left: the same arrays, written in place
+                assert cache.keys[0] is before.keys[0] and cache.values[-1] is before.values[-1]
+        caches[m] = (np.concatenate(rows), capacities, cache)
+    assert np.array_equal(caches[in_place][0], caches[copying][0])
+    # capacity: steps of 8, half as large again when full, never below the length
+    assert caches[in_place][1][:3] == [8, 8, 24]
+    assert all(c >= n for c, n in zip(caches[in_place][1], np.cumsum([5, 1, 13] + [1] * (len(ids) - 19))))
+    assert caches[copying][2].capacity == len(ids)
+    # an edit mid-way: the truncated cache is continued in place over the old positions
+    cache = caches[in_place][2]
+    redo, _ = in_place.forward(ids[10:], cache.truncated(10))
+    assert np.abs(redo - in_place.forward(ids, in_place.empty_cache())[0][10:]).max() < 1e-4
+
+
 def _raw_blocks(kind: Q, rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)

@@ -21,20 +21,38 @@ from .model_folder import read_model_folder
 
 @dataclass(frozen=True)
 class KVCache:
-    """Keys and values of every layer for the first :attr:`length` positions."""
+    """Keys and values of every layer for the first :attr:`length` positions.
+
+    The arrays are ``[1, n_head_kv, capacity, head_dim]`` with ``capacity >=
+    length``: lmdesk's own graphs write each new position into them in place
+    (GroupQueryAttention shares the past and present buffers), so a step
+    copies nothing. A cache therefore stays valid until a forward pass from
+    a shorter cache over the same arrays writes into its positions: keep
+    using the newest cache, or a truncation of it, as a session does.
+    """
 
     keys: tuple[np.ndarray, ...]
     values: tuple[np.ndarray, ...]
+    length: int
 
     @property
-    def length(self) -> int:
+    def capacity(self) -> int:
         return int(self.keys[0].shape[2])
 
     def truncated(self, n: int) -> KVCache:
         """The cache of the first ``n`` positions (no copy)."""
         if not 0 <= n <= self.length:
             raise ValueError(f"cannot keep {n} of {self.length} cached positions")
-        return KVCache(tuple(k[:, :, :n] for k in self.keys), tuple(v[:, :, :n] for v in self.values))
+        return KVCache(self.keys, self.values, n)
+
+    def exact(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """The keys and values of the :attr:`length` positions only."""
+        n = self.length
+        return tuple(k[:, :, :n] for k in self.keys), tuple(v[:, :, :n] for v in self.values)
+
+
+# the in-place cache grows by half again, in steps of this many positions
+KV_CAPACITY_STEP = 256
 
 
 class LoadedModel:
@@ -82,6 +100,12 @@ class LoadedModel:
                 f"onnxruntime cannot load {spec.onnx_path.name} from {self.folder} ({str(exc).splitlines()[0]})."
             ) from exc
         self._past_names = list(zip(spec.past_key_names, spec.past_value_names))
+        # lmdesk's graphs (GroupQueryAttention, an attention mask) keep the cache in place
+        self._in_place = spec.layout == "lmdesk" and spec.attention_mask_name is not None
+        self._shared_names = [
+            ((pk, pv), (qk, qv)) for pk, pv, qk, qv in
+            zip(spec.past_key_names, spec.past_value_names, spec.present_key_names, spec.present_value_names)
+        ]
         self._output_names = [spec.logits_name] + [
             n for pair in zip(spec.present_key_names, spec.present_value_names) for n in pair
         ]
@@ -92,7 +116,25 @@ class LoadedModel:
 
     def empty_cache(self) -> KVCache:
         empty = np.zeros((1, self.n_head_kv, 0, self.head_dim), self._kv_dtype)
-        return KVCache((empty,) * self.n_layer, (empty,) * self.n_layer)
+        return KVCache((empty,) * self.n_layer, (empty,) * self.n_layer, 0)
+
+    def _room_for(self, cache: KVCache, total: int) -> KVCache:
+        """``cache`` with arrays that hold at least ``total`` positions: the
+        same arrays when they do, else larger ones with the cached positions
+        copied over (half as large again, in steps of KV_CAPACITY_STEP, at
+        most the context)."""
+        if cache.capacity >= total:
+            return cache
+        grown = max(total, cache.capacity * 3 // 2)
+        capacity = min(self.context_length, -(-grown // KV_CAPACITY_STEP) * KV_CAPACITY_STEP)
+        n = cache.length
+
+        def bigger(a: np.ndarray) -> np.ndarray:
+            b = np.zeros((1, self.n_head_kv, capacity, self.head_dim), self._kv_dtype)
+            b[:, :, :n] = a[:, :, :n]
+            return b
+
+        return KVCache(tuple(map(bigger, cache.keys)), tuple(map(bigger, cache.values)), n)
 
     def forward(self, ids: Sequence[int], cache: KVCache) -> tuple[np.ndarray, KVCache]:
         """Run ``ids`` after the cached positions.
@@ -106,15 +148,38 @@ class LoadedModel:
         total = cache.length + n
         if total > self.context_length:
             raise ValueError(f"{total} tokens exceed the model's context of {self.context_length}")
+        if self._in_place:
+            return self._forward_in_place(ids, cache, total)
         spec = self.spec
         feeds: dict[str, np.ndarray] = {spec.input_ids_name: np.asarray(ids, dtype=np.int64).reshape(1, n)}
         if spec.attention_mask_name:
             feeds[spec.attention_mask_name] = np.ones((1, total), dtype=np.int64)
         if spec.position_ids_name:
             feeds[spec.position_ids_name] = np.arange(cache.length, total, dtype=np.int64).reshape(1, n)
-        for (kname, vname), k, v in zip(self._past_names, cache.keys, cache.values):
+        for (kname, vname), k, v in zip(self._past_names, *cache.exact()):
             feeds[kname] = np.ascontiguousarray(k)
             feeds[vname] = np.ascontiguousarray(v)
         out = self.session.run(self._output_names, feeds)
         logits = out[0][0].astype(np.float32, copy=False)
-        return logits, KVCache(tuple(out[1::2]), tuple(out[2::2]))
+        return logits, KVCache(tuple(out[1::2]), tuple(out[2::2]), total)
+
+    def _forward_in_place(self, ids: Sequence[int], cache: KVCache, total: int) -> tuple[np.ndarray, KVCache]:
+        """lmdesk's graphs: each layer's past and present are bound to the same
+        array, where GroupQueryAttention writes the new positions; the
+        attention mask tells it how many positions are real."""
+        spec = self.spec
+        cache = self._room_for(cache, total)
+        binding = self.session.io_binding()
+        # the bound arrays must outlive the run: onnxruntime reads them in place
+        input_ids = np.asarray(ids, dtype=np.int64).reshape(1, len(ids))
+        mask = np.ones((1, total), dtype=np.int64)
+        binding.bind_cpu_input(spec.input_ids_name, input_ids)
+        binding.bind_cpu_input(spec.attention_mask_name, mask)
+        binding.bind_output(spec.logits_name, "cpu")  # first: get_outputs() lists the outputs in binding order
+        for (past, present), arrays in zip(self._shared_names, zip(cache.keys, cache.values)):
+            for past_name, present_name, a in zip(past, present, arrays):
+                binding.bind_input(past_name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+                binding.bind_output(present_name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        logits = binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False)
+        return logits, KVCache(cache.keys, cache.values, total)
