@@ -12,6 +12,7 @@ from lmdesk.core.document import CONTENT, MARKUP
 from lmdesk.core.gguf_import import import_gguf
 from lmdesk.core.model import LoadedModel
 from lmdesk.core.sampling import SEED_LIMIT, SamplingSettings, transformed_probs
+from lmdesk.core.errors import Cancelled
 from lmdesk.core.session import EditError, Session
 from lmdesk.core.stats import position_stats, summarize
 
@@ -205,6 +206,26 @@ def test_generation_can_be_cancelled(tiny_model: LoadedModel) -> None:
 
     list(s.generate(SamplingSettings(temperature=1.5, seed=1), 50, should_cancel=cancel))
     assert len(s.doc) == n + 3
+
+
+def test_a_stopped_end_turn_leaves_no_half_message(tiny_model: LoadedModel) -> None:
+    s = Session(tiny_model, chunk_size=4)
+    s.system_prompt = None
+    s.end_turn("hi there")
+    before, history = s.ids, len(s._history)
+    count = [0]
+
+    def cancel() -> bool:  # stop after two chunks of the new turn
+        count[0] += 1
+        return count[0] > 2
+
+    with pytest.raises(Cancelled):
+        s.end_turn("the cat sat on the mat and thought about it for a while", should_cancel=cancel)
+    assert count[0] == 3  # two chunks went in before the stop
+    assert s.ids == before and len(s._history) == history
+    assert [m.role for m in s.messages()] == ["user", "assistant"]
+    s.end_turn("and the dog")  # the conversation goes on as if the stopped turn never was
+    assert [m.content for m in s.messages()][-2] == "and the dog"
 
 
 def test_context_limit_is_a_clear_error(tiny_model: LoadedModel) -> None:

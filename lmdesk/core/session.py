@@ -438,7 +438,11 @@ class Session:
                 kind = CONTENT if inside and tok not in self.model.special_ids else MARKUP
             segs.append(seg)
             kinds.append(kind)
-        self._append(ids, segs, kinds, progress, should_cancel)
+        try:
+            self._append(ids, segs, kinds, progress, should_cancel)
+        except Cancelled:  # a turn is whole or not at all: no half a message in the document
+            self.undo()
+            raise
 
     # -- choosing tokens ----------------------------------------------------------------
     def choose(self, settings: SamplingSettings, rng: np.random.Generator | None = None) -> tuple[int, float]:
