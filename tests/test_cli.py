@@ -114,3 +114,14 @@ def test_real_score_known_answer(real_model_dir: Path) -> None:
     paris = out["tokens"][5]
     assert paris["rank"] == 1 and 0.6 < math.exp(paris["logprob"]) < 0.95
     assert out["tokens"][5]["top"][0]["text"] == " Paris"
+
+
+@pytest.mark.realmodel
+def test_the_smoke_test_passes_from_source(real_model_dir: Path) -> None:
+    import os
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-m", "lmdesk", "--smoke-test"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("lmdesk ") and "smoke test passed" in out.stdout and "→ ' Paris'" in out.stdout
