@@ -102,10 +102,8 @@ class LoadedModel:
         self._past_names = list(zip(spec.past_key_names, spec.past_value_names))
         # lmdesk's graphs (GroupQueryAttention, an attention mask) keep the cache in place
         self._in_place = spec.layout == "lmdesk" and spec.attention_mask_name is not None
-        self._shared_names = [
-            ((pk, pv), (qk, qv)) for pk, pv, qk, qv in
-            zip(spec.past_key_names, spec.past_value_names, spec.present_key_names, spec.present_value_names)
-        ]
+        self._kv_names = list(zip(spec.past_key_names, spec.present_key_names,
+                                  spec.past_value_names, spec.present_value_names))
         self._output_names = [spec.logits_name] + [
             n for pair in zip(spec.present_key_names, spec.present_value_names) for n in pair
         ]
@@ -176,10 +174,10 @@ class LoadedModel:
         binding.bind_cpu_input(spec.input_ids_name, input_ids)
         binding.bind_cpu_input(spec.attention_mask_name, mask)
         binding.bind_output(spec.logits_name, "cpu")  # first: get_outputs() lists the outputs in binding order
-        for (past, present), arrays in zip(self._shared_names, zip(cache.keys, cache.values)):
-            for past_name, present_name, a in zip(past, present, arrays):
-                binding.bind_input(past_name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
-                binding.bind_output(present_name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+        for (past_k, present_k, past_v, present_v), k, v in zip(self._kv_names, cache.keys, cache.values):
+            for past, present, a in ((past_k, present_k, k), (past_v, present_v, v)):
+                binding.bind_input(past, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+                binding.bind_output(present, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
         self.session.run_with_iobinding(binding)
         logits = binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False)
         return logits, KVCache(cache.keys, cache.values, total)

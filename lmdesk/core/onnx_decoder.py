@@ -101,7 +101,8 @@ class _Graph:
         return f"{hint}/{self._count}"
 
     def init(self, name: str, array: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # asarray, not ascontiguousarray: a 0-d array stays a scalar (Range takes only scalars)
+        self.inits.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
         return name
 
     def init_compact(self, name: str, array: np.ndarray) -> str:
@@ -207,13 +208,9 @@ class _Builder:
         (a test checks it). The file holds 32 frequencies instead of two
         tables of 1 MB each."""
         g, cfg = self.g, self.cfg
-
-        def scalar(name: str, value: float) -> str:  # Range takes 0-d tensors (init() makes them 1-d)
-            g.inits.append(numpy_helper.from_array(np.array(value, np.float64), name))
-            return name
-
-        positions = g.op1("Range", [scalar("rotary.start", 0.0), scalar("rotary.limit", float(cfg.max_positions)),
-                                    scalar("rotary.delta", 1.0)], "rotary")
+        positions = g.op1("Range", [g.init("rotary.start", np.array(0.0)),
+                                    g.init("rotary.limit", np.array(float(cfg.max_positions))),
+                                    g.init("rotary.delta", np.array(1.0))], "rotary")
         angles = g.op1("Mul", [g.op1("Unsqueeze", [positions, g.const_i64([1])], "rotary"),
                                g.init("rotary.inv_freq", np.asarray(cfg.inv_freq, np.float64)[None, :])], "rotary")
         cos = g.op1("Cast", [g.op1("Cos", [angles], "rotary")], "rotary", to=TensorProto.FLOAT)
