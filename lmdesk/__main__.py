@@ -10,7 +10,7 @@ def _frozen_windowed_streams() -> None:
     """A windowed frozen app has no stdout/stderr: write them to the log file."""
     if sys.stdout is not None and sys.stderr is not None:
         return
-    from lmdesk.core.paths import user_data_dir
+    from lmdesk.engine.paths import user_data_dir
 
     try:
         folder = user_data_dir()

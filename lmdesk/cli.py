@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core.errors import LmdeskError
+from .engine.errors import LmdeskError
 
 
 class _TerminalProgress:
@@ -50,8 +50,8 @@ class _TerminalProgress:
 
 
 def _cmd_import_gguf(args: argparse.Namespace) -> int:
-    from .core.gguf_import import import_gguf
-    from .core.paths import model_dirs
+    from .convert.gguf_import import import_gguf
+    from .engine.paths import model_dirs
 
     src = Path(args.file)
     out = Path(args.out) if args.out else model_dirs()[0] / src.name.removesuffix(".gguf")
@@ -67,7 +67,8 @@ def _cmd_import_gguf(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
-    from .core.default_model import find_default_model, prepare_default_model
+    from .convert.default_model import prepare_default_model
+    from .engine.default_model import find_default_model
 
     existing = find_default_model()
     if existing is not None and not args.force and args.source is None:
@@ -83,7 +84,8 @@ def _cmd_prepare_model(args: argparse.Namespace) -> int:
 
 
 def _default_model_folder() -> Path:
-    from .core.default_model import find_default_model, prepare_default_model
+    from .convert.default_model import prepare_default_model
+    from .engine.default_model import find_default_model
 
     folder = find_default_model()
     if folder is None:
@@ -97,7 +99,7 @@ def _default_model_folder() -> Path:
 
 
 def _load(args: argparse.Namespace):
-    from .core.model import LoadedModel
+    from .engine.model import LoadedModel
 
     folder = Path(args.model) if args.model else _default_model_folder()
     return LoadedModel(folder, threads=args.threads)
@@ -105,7 +107,7 @@ def _load(args: argparse.Namespace):
 
 def _read_input(source: str) -> str:
     """The text of FILE, or of standard input for '-'; one clear sentence on failure."""
-    from .core.errors import LmdeskError
+    from .engine.errors import LmdeskError
 
     try:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -154,7 +156,7 @@ def _print_table(session, tokens, first_index: int = 0) -> None:
 def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
-    from .core.session import Session
+    from .engine.session import Session
 
     text = _read_input(args.file)
     model = _load(args)
@@ -178,8 +180,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from .core.errors import LmdeskError
-    from .core.sampling import SamplingSettings
+    from .engine.errors import LmdeskError
+    from .engine.sampling import SamplingSettings
 
     try:
         return SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
@@ -190,8 +192,8 @@ def _settings(args: argparse.Namespace):
 def _cmd_generate(args: argparse.Namespace) -> int:
     import json
 
-    from .core.errors import LmdeskError
-    from .core.session import Session
+    from .engine.errors import LmdeskError
+    from .engine.session import Session
 
     if not args.prompt.strip():
         raise LmdeskError("The prompt is empty: give the model something to start from.")
@@ -232,8 +234,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Until the window exists: a look at the model on the command line."""
-    from .core.sampling import SamplingSettings
-    from .core.session import Session
+    from .engine.sampling import SamplingSettings
+    from .engine.session import Session
 
     started = time.perf_counter()
     model = _load(args)

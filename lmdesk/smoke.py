@@ -32,10 +32,10 @@ def run(model_folder: str | None = None) -> int:
 
 def _check(model_folder: str | None, started: float) -> str:
     from . import __version__
-    from .core.default_model import require_default_model
-    from .core.model import LoadedModel
-    from .core.sampling import SamplingSettings
-    from .core.session import Session
+    from .engine.default_model import require_default_model
+    from .engine.model import LoadedModel
+    from .engine.sampling import SamplingSettings
+    from .engine.session import Session
 
     folder = model_folder or str(require_default_model())
     model = LoadedModel(folder)

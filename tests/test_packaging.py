@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lmdesk.core.paths import resources_dir
+from lmdesk.engine.paths import resources_dir
 from lmdesk.packaging import HANGUL, SlimmingUnavailable, bundled_font, keep_icu_item, render_icon, slim_icu_data
 from lmdesk.ui.fonts import SYSTEM_FALLBACKS
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from tiny_gguf import write_tiny_gguf
 
-from lmdesk.core.document import CONTENT, MARKUP
-from lmdesk.core.gguf_import import import_gguf
-from lmdesk.core.model import LoadedModel
-from lmdesk.core.sampling import SEED_LIMIT, SamplingSettings, transformed_probs
-from lmdesk.core.errors import Cancelled
-from lmdesk.core.session import EditError, Session
-from lmdesk.core.stats import position_stats, summarize
+from lmdesk.engine.document import CONTENT, MARKUP
+from lmdesk.convert.gguf_import import import_gguf
+from lmdesk.engine.model import LoadedModel
+from lmdesk.engine.sampling import SEED_LIMIT, SamplingSettings, transformed_probs
+from lmdesk.engine.errors import Cancelled
+from lmdesk.engine.session import EditError, Session
+from lmdesk.engine.stats import position_stats, summarize
 
 TEXT = "the cat sat on the mat, then the dog sat on the cat. 123 + 456 = 579"
 

@@ -1,4 +1,4 @@
-"""Tests for lmdesk.core.token_text: how a token is shown on its chip.
+"""Tests for lmdesk.engine.token_text: how a token is shown on its chip.
 
 Pure tests of the UTF-8 scanner and of the visible marks; tiny tokenizers
 (byte-level BPE and SentencePiece, written as GGUF metadata and rebuilt by
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-from lmdesk.core.gguf_tokenizer import tokenizer_from_gguf
-from lmdesk.core.token_text import (
+from lmdesk.convert.gguf_tokenizer import tokenizer_from_gguf
+from lmdesk.engine.token_text import (
     COMBINING_BASE,
     CR_MARK,
     LEGEND,

@@ -1,1 +1,1 @@
-"""Qt widgets that render the core's state and emit user intents."""
+"""Qt widgets that render the engine's state and emit user intents."""

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..core.paths import resources_dir, user_data_dir
+from ..engine.paths import resources_dir, user_data_dir
 
 
 def setup_logging() -> None:

@@ -44,8 +44,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QFrame, QScrollArea, QToolTip, QWidget
 
-from ..core.document import MARKUP, DocToken, Segment
-from ..core.token_text import TokenText
+from ..engine.document import MARKUP, DocToken, Segment
+from ..engine.token_text import TokenText
 from .theme import Theme, mix, surprise_color, system_theme, text_on
 
 __all__ = ["DocumentView", "PLACEHOLDER"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QFontDatabase
 
-from ..core.paths import resources_dir
+from ..engine.paths import resources_dir
 
 log = logging.getLogger(__name__)
 

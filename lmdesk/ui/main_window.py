@@ -36,12 +36,12 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..core import conversation_file
-from ..core.conversation_file import SUFFIX
-from ..core.errors import LmdeskError
-from ..core.sampling import SEED_LIMIT, SamplingSettings
-from ..core.stats import summarize
-from ..core.token_text import TokenTextTable
+from ..engine import conversation_file
+from ..engine.conversation_file import SUFFIX
+from ..engine.errors import LmdeskError
+from ..engine.sampling import SEED_LIMIT, SamplingSettings
+from ..engine.stats import summarize
+from ..engine.token_text import TokenTextTable
 from . import theme as themes
 from .distribution_view import DistributionView
 from .document_view import DocumentView

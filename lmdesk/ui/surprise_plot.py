@@ -22,7 +22,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from lmdesk.core.stats import summarize
+from lmdesk.engine.stats import summarize
 
 from .theme import SCALE_MAX_BITS, Theme, apply_widget_palette, surprise_color, system_theme
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.document import DocToken, Segment, same_prefix
-from ..core.errors import Cancelled, LmdeskError
-from ..core.sampling import SamplingSettings
-from ..core.session import NextDistribution, Session
+from ..engine.document import DocToken, Segment, same_prefix
+from ..engine.errors import Cancelled, LmdeskError
+from ..engine.sampling import SamplingSettings
+from ..engine.session import NextDistribution, Session
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class EngineWorker(QObject):
 
     # -- model ----------------------------------------------------------------------------------
     def _op_load_model(self, folder: str | None, threads: int | None = None) -> None:
-        from ..core.default_model import find_default_model
-        from ..core.model import LoadedModel
+        from ..engine.default_model import find_default_model
+        from ..engine.model import LoadedModel
 
         if folder is None:
             found = find_default_model()
@@ -177,7 +177,7 @@ class EngineWorker(QObject):
         return f"Switched to {name}: the same conversation, as this model reads it."
 
     def _op_prepare_default(self) -> None:
-        from ..core.default_model import prepare_default_model
+        from ..convert.default_model import prepare_default_model
 
         folder = prepare_default_model(
             progress=lambda f, m: self.progress.emit(f, m), should_cancel=self._should_cancel
@@ -185,8 +185,8 @@ class EngineWorker(QObject):
         self._op_load_model(str(folder))
 
     def _op_import_gguf(self, path: str) -> None:
-        from ..core.gguf_import import import_gguf
-        from ..core.paths import model_dirs, writable
+        from ..convert.gguf_import import import_gguf
+        from ..engine.paths import model_dirs, writable
 
         src = Path(path)
         base = next((d for d in model_dirs() if writable(d)), None)
@@ -210,7 +210,7 @@ class EngineWorker(QObject):
         s.load_text(text, self._progress("Reading the text"), self._should_cancel)
 
     def _op_save_conversation(self, path: str) -> None:
-        from ..core import conversation_file
+        from ..engine import conversation_file
 
         s = self._need()
         if not s.doc.tokens:
@@ -219,7 +219,7 @@ class EngineWorker(QObject):
         self.notice.emit(f"Saved {len(s.doc):,} tokens to {saved.name}.")
 
     def _op_open_conversation(self, path: str) -> None:
-        from ..core import conversation_file
+        from ..engine import conversation_file
 
         s = self._need()
         saved = conversation_file.read(path)

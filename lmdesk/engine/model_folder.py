@@ -3,7 +3,7 @@
 Two layouts are understood:
 
 ``lmdesk``
-    What ``lmdesk import-gguf`` writes (see :mod:`gguf_import`):
+    What ``lmdesk import-gguf`` writes (see :mod:`lmdesk.convert.gguf_import`):
     ``manifest.json`` (format ``lmdesk-model``, version 1) names everything,
     including the graph's input and output names.
 
@@ -36,13 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelLoadError
-from .gguf_import import (
+from .model_format import (
+    ATTENTION_MASK,
     CHAT_TEMPLATE_FILE,
+    INPUT_IDS,
     KNOWN_END_OF_TURN,
+    LOGITS,
     MANIFEST,
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
     MODEL_FILE,
+    PAST_KEY,
+    PAST_VALUE,
+    POSITION_IDS,
+    PRESENT_KEY,
+    PRESENT_VALUE,
     TOKENIZER_FILE,
 )
 
@@ -84,10 +92,6 @@ _PRESENT_PATTERNS = (
     re.compile(r"^present_key_values\.(?P<i>\d+)\.(?P<kind>key|value)$"),
     re.compile(r"^present_(?P<kind>key|value)s?[._](?P<i>\d+)$"),
 )
-INPUT_IDS = "input_ids"
-ATTENTION_MASK = "attention_mask"
-POSITION_IDS = "position_ids"
-LOGITS = "logits"
 
 
 @dataclass(frozen=True)
@@ -271,9 +275,9 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
 
     positions = io.get("position_ids", False)
     position_ids_name = positions if isinstance(positions, str) else (POSITION_IDS if positions is True else None)
-    past_keys, past_values = names("past_key", "past_key_values.{i}.key"), names("past_value", "past_key_values.{i}.value")
-    present_keys = names("present_key", "present.{i}.key")
-    present_values = names("present_value", "present.{i}.value")
+    past_keys, past_values = names("past_key", PAST_KEY), names("past_value", PAST_VALUE)
+    present_keys = names("present_key", PRESENT_KEY)
+    present_values = names("present_value", PRESENT_VALUE)
     input_ids_name = str(io.get("input_ids") or INPUT_IDS)
     attention_mask_name = io.get("attention_mask", ATTENTION_MASK) or None
     logits_name = str(io.get("logits") or LOGITS)

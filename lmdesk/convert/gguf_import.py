@@ -30,41 +30,19 @@ from gguf import GGMLQuantizationType as QType
 from gguf import GGUFReader
 
 from .. import __version__
-from .errors import Cancelled, ModelImportError
-from .gguf_tokenizer import TokenizerImportError, tokenizer_from_gguf
-from .onnx_decoder import (
-    ATTENTION_MASK,
-    INPUT_IDS,
-    LOGITS,
-    DecoderConfig,
-    DecoderWeights,
-    LayerWeights,
-    build_decoder,
-    past_key,
-    past_value,
-    present_key,
-    present_value,
+from ..engine.errors import Cancelled, ModelImportError
+from ..engine.model_format import (
+    ATTENTION_MASK, CHAT_TEMPLATE_FILE, CONVERTER_REVISION, INPUT_IDS, KNOWN_END_OF_TURN, LOGITS, MANIFEST,
+    MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, PAST_KEY, PAST_VALUE, PRESENT_KEY, PRESENT_VALUE,
+    TOKENIZER_FILE, WEIGHTS_FILE,
 )
+from .gguf_tokenizer import TokenizerImportError, tokenizer_from_gguf
+from .onnx_decoder import DecoderConfig, DecoderWeights, LayerWeights, build_decoder
 from .quant_repack import Int4Weight, Int8Embedding, LinearWeight, dequantize, repack_embedding, repack_linear
 
-MANIFEST = "manifest.json"
-MODEL_FILE = "model.onnx"
-# The weights live beside the graph: onnxruntime maps this file into memory
-# instead of parsing it (measured on the default model: resident memory after
-# loading 436 → 305 MB, peak after a 1,000-token prefill 550 → 498 MB).
-WEIGHTS_FILE = "model.onnx.data"
-TOKENIZER_FILE = "tokenizer.json"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
-MANIFEST_FORMAT = "lmdesk-model"
-MANIFEST_VERSION = 1
-# Raised whenever the converter's output changes; the default model is
-# prepared again when its folder was made by an older revision.
-CONVERTER_REVISION = 9
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
 MAX_POSITIONS_CAP = 32768
-# End-of-turn markers of well-known chat templates, stops besides the eos id.
-KNOWN_END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|eom_id|>")
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
@@ -385,8 +363,7 @@ def import_gguf(
         },
         "io": {
             "input_ids": INPUT_IDS, "attention_mask": ATTENTION_MASK, "logits": LOGITS,
-            "past_key": past_key(0).replace(".0.", ".{i}."), "past_value": past_value(0).replace(".0.", ".{i}."),
-            "present_key": present_key(0).replace(".0.", ".{i}."), "present_value": present_value(0).replace(".0.", ".{i}."),
+            "past_key": PAST_KEY, "past_value": PAST_VALUE, "present_key": PRESENT_KEY, "present_value": PRESENT_VALUE,
             "kv_layout": "batch, kv_heads, sequence, head_dim", "kv_dtype": "float32", "position_ids": False,
         },
         "weights": {

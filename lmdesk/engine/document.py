@@ -2,7 +2,7 @@
 
 A :class:`Document` is plain data: token ids, each with the statistics of
 the distribution that predicted it and the part of the conversation it
-belongs to. The :class:`~lmdesk.core.session.Session` changes it; the window
+belongs to. The :class:`~lmdesk.engine.session.Session` changes it; the window
 only reads it.
 """
 

@@ -1,4 +1,4 @@
-"""Typed errors of the core.
+"""Typed errors of lmdesk (the engine's and the converter's).
 
 Every error raised on purpose by lmdesk carries, as its message, one sentence
 that a student can read in the window: what went wrong and, where possible,

@@ -24,29 +24,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..engine.model_format import ATTENTION_MASK, INPUT_IDS, LOGITS, past_key, past_value, present_key, present_value
 from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear
 
-INPUT_IDS = "input_ids"
-ATTENTION_MASK = "attention_mask"
-LOGITS = "logits"
 MS_DOMAIN = "com.microsoft"
 OPSET = 21
 
-
-def past_key(i: int) -> str:
-    return f"past_key_values.{i}.key"
-
-
-def past_value(i: int) -> str:
-    return f"past_key_values.{i}.value"
-
-
-def present_key(i: int) -> str:
-    return f"present.{i}.key"
-
-
-def present_value(i: int) -> str:
-    return f"present.{i}.value"
 
 
 @dataclass

@@ -48,7 +48,7 @@ class SavedConversation:
 
 
 def to_dict(session) -> dict:
-    """What :func:`save` writes for ``session`` (a :class:`~lmdesk.core.session.Session`)."""
+    """What :func:`save` writes for ``session`` (a :class:`~lmdesk.engine.session.Session`)."""
     doc = session.doc
     parts = [{"role": s.role, "message": s.message} for s in doc.segments]
     total = doc.total()
