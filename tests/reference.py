@@ -20,6 +20,22 @@ Semantics follow llama.cpp for ``general.architecture == 'llama'``:
 * MLP: ``down(silu(gate(x)) * up(x))``; pre-norm residual blocks; final
   ``output_norm`` then ``output`` (tied to ``token_embd`` when absent).
 
+Other families, as llama.cpp computes them (its graphs in src/models/):
+
+* ``qwen2``: NEOX rotary (the two halves of a head); q/k/v biases.
+* ``qwen3``: NEOX rotary; ``attn_q_norm`` / ``attn_k_norm`` RMSNorm each head
+  of q and k over ``head_dim`` before the rotary.
+* ``gemma`` / ``gemma2`` / ``gemma3``: NEOX rotary; embeddings times
+  ``sqrt(d_model)``; MLP ``down(gelu_tanh(gate(x)) * up(x))``; RMSNorm weights
+  used as stored (the converter already wrote ``1 + w``). gemma2/3 add
+  ``post_attention_norm`` / ``post_ffw_norm`` on each sub-layer's output
+  before its residual add, and sliding-window layers (a query at p sees keys
+  at p - window + 1 ... p): gemma2 every even layer, gemma3 every layer with
+  ``L % 6 < 5``, whose rotary base is 10000 instead of the file's. gemma2
+  soft-caps scores and logits, ``c * tanh(x / c)``; gemma3 has q/k norms.
+  Scores are scaled by ``1/sqrt(head_dim)``, or ``1/sqrt(d_model/n_head)`` for
+  the 27B models (46 layers for gemma2, 62 for gemma3).
+
 Extras that are cheap to get right and also follow llama.cpp: optional
 ``rope_freqs.weight`` (per-frequency divisors, Llama-3.1 style), ``linear``
 rope scaling (``{arch}.rope.scaling.factor``), ``{arch}.attention.key_length``
@@ -52,7 +68,8 @@ def read_gguf_metadata(reader: gguf.GGUFReader) -> dict:
     return out
 
 
-ARCH_ROPE = {"llama": "normal", "qwen2": "neox"}
+ARCH_ROPE = {"llama": "normal", "qwen2": "neox", "qwen3": "neox", "gemma": "neox", "gemma2": "neox", "gemma3": "neox"}
+GEMMA = ("gemma", "gemma2", "gemma3")
 
 
 class ReferenceModel:
@@ -102,6 +119,21 @@ class ReferenceModel:
         self.rope_dim = int(get("rope.dimension_count", self.head_dim))
         self.eps = float(get("attention.layer_norm_rms_epsilon", required=True))
         self.context_length = get("context_length")
+        self.is_gemma = self.arch in GEMMA
+        self.window = 0
+        self.swa = [False] * self.n_layer
+        if self.arch == "gemma2":
+            self.window = int(get("attention.sliding_window", 4096))
+            self.swa = [L % 2 == 0 for L in range(self.n_layer)]
+        elif self.arch == "gemma3" and get("attention.sliding_window"):
+            self.window = int(get("attention.sliding_window"))
+            self.swa = [L % 6 < 5 for L in range(self.n_layer)]
+        self.attn_softcap = float(get("attn_logit_softcapping", 50.0)) if self.arch == "gemma2" else 0.0
+        default_final = 30.0 if self.arch == "gemma2" else 0.0
+        self.final_softcap = float(get("final_logit_softcapping", default_final) or 0.0)
+        big = {"gemma2": 46, "gemma3": 62}.get(self.arch)
+        per_head = self.d_model / self.n_head if self.n_layer == big else self.head_dim
+        self.scale = 1.0 / math.sqrt(per_head)
 
         scaling_type = get("rope.scaling.type", "none")
         scaling_factor = get("rope.scaling.factor", None)
@@ -146,6 +178,8 @@ class ReferenceModel:
             ff = self.tensors["rope_freqs.weight"].astype(np.float64).reshape(-1)[: self.rope_dim // 2]
             inv_freq = inv_freq / ff
         self.inv_freq = inv_freq * self.rope_freq_scale
+        # gemma3's sliding-window layers: their own base, no scaling, no factors
+        self.inv_freq_swa = 10000.0 ** (-2.0 * i / self.rope_dim) if self.arch == "gemma3" else self.inv_freq
 
     # ------------------------------------------------------------------
     def _check_shapes(self):
@@ -186,10 +220,11 @@ class ReferenceModel:
     def rms_norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * weight
 
-    def rope(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    def rope(self, x: np.ndarray, positions: np.ndarray, inv_freq: np.ndarray | None = None) -> np.ndarray:
         """Apply rotary embedding.  x: [T, n_heads, head_dim]; positions: [T]."""
         x = np.array(x, dtype=np.float64, copy=True)
-        ang = positions.astype(np.float64)[:, None] * self.inv_freq[None, :]  # [T, rope_dim/2]
+        inv_freq = self.inv_freq if inv_freq is None else inv_freq
+        ang = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # [T, rope_dim/2]
         cos = np.cos(ang)[:, None, :]
         sin = np.sin(ang)[:, None, :]
         r = self.rope_dim
@@ -220,16 +255,25 @@ class ReferenceModel:
         q = q.reshape(T, self.n_head, self.head_dim)
         k = k.reshape(T, self.n_head_kv, self.head_dim)
         v = v.reshape(T, self.n_head_kv, self.head_dim_v)
-        q = self.rope(q, positions)
-        k = self.rope(k, positions)
+        if p + "attn_q_norm.weight" in self.tensors:  # qwen3, gemma3: each head normalized on its own
+            q = self.rms_norm(q, self.w(p + "attn_q_norm.weight"))
+            k = self.rms_norm(k, self.w(p + "attn_k_norm.weight"))
+        inv_freq = self.inv_freq_swa if self.swa[L] else self.inv_freq
+        q = self.rope(q, positions, inv_freq)
+        k = self.rope(k, positions, inv_freq)
 
         group = self.n_head // self.n_head_kv
-        scale = 1.0 / math.sqrt(self.head_dim)
-        causal = np.tril(np.ones((T, T), dtype=bool))
+        scale = self.scale
+        pos = np.asarray(positions)
+        causal = pos[None, :] <= pos[:, None]  # [query, key]
+        if self.swa[L] and self.window:
+            causal &= (pos[:, None] - pos[None, :]) < self.window
         out = np.empty((T, self.n_head, self.head_dim_v), dtype=np.float64)
         for h in range(self.n_head):
             kvh = h // group
             scores = (q[:, h, :] @ k[:, kvh, :].T) * scale  # [T_q, T_k]
+            if self.attn_softcap:
+                scores = self.attn_softcap * np.tanh(scores / self.attn_softcap)
             scores = np.where(causal, scores, -np.inf)
             scores = scores - scores.max(axis=-1, keepdims=True)
             probs = np.exp(scores)
@@ -242,8 +286,11 @@ class ReferenceModel:
         p = f"blk.{L}."
         gate = x @ self.w(p + "ffn_gate.weight").T
         up = x @ self.w(p + "ffn_up.weight").T
-        silu = gate / (1.0 + np.exp(-gate))
-        return (silu * up) @ self.w(p + "ffn_down.weight").T
+        if self.is_gemma:  # GELU, tanh form
+            act = 0.5 * gate * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (gate + 0.044715 * gate**3)))
+        else:
+            act = gate / (1.0 + np.exp(-gate))
+        return (act * up) @ self.w(p + "ffn_down.weight").T
 
     def hidden_states(self, token_ids, positions=None) -> list[np.ndarray]:
         """Residual stream after embedding and after every layer: list of n_layer+1 [T, d] arrays."""
@@ -255,13 +302,21 @@ class ReferenceModel:
         T = ids.size
         positions = np.arange(T) if positions is None else np.asarray(positions)
         x = self.tensors["token_embd.weight"][ids].astype(np.float64)
+        if self.is_gemma:
+            x = x * math.sqrt(self.d_model)
         states = [x]
         for L in range(self.n_layer):
             p = f"blk.{L}."
             h = self.rms_norm(x, self.w(p + "attn_norm.weight"))
-            x = x + self.attention(h, L, positions)
+            a = self.attention(h, L, positions)
+            if p + "post_attention_norm.weight" in self.tensors:
+                a = self.rms_norm(a, self.w(p + "post_attention_norm.weight"))
+            x = x + a
             h = self.rms_norm(x, self.w(p + "ffn_norm.weight"))
-            x = x + self.mlp(h, L)
+            f = self.mlp(h, L)
+            if p + "post_ffw_norm.weight" in self.tensors:
+                f = self.rms_norm(f, self.w(p + "post_ffw_norm.weight"))
+            x = x + f
             states.append(x)
         return states
 
@@ -273,7 +328,10 @@ class ReferenceModel:
         """
         x = self.hidden_states(token_ids, positions)[-1]
         x = self.rms_norm(x, self.w("output_norm.weight"))
-        return x @ self.output_weight.astype(np.float64).T
+        logits = x @ self.output_weight.astype(np.float64).T
+        if self.final_softcap:
+            logits = self.final_softcap * np.tanh(logits / self.final_softcap)
+        return logits
 
     __call__ = forward
 

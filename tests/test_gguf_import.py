@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q
 from reference import ReferenceModel
+import tiny_gguf
 from tiny_gguf import write_tiny_gguf
 
 from lmdesk.convert import gguf_import
@@ -40,10 +41,26 @@ TINY_CASES = {
     "q4_1-gqa2": dict(weight_type=Q.Q4_1, n_head=2, n_head_kv=1),
     "q4_1-q8_0-embed": dict(weight_type=Q.Q4_1, embed_type=Q.Q8_0, d_model=128, n_head=8, n_head_kv=2),
     "q8_0": dict(weight_type=Q.Q8_0),
-    "q5_0-dequantized": dict(weight_type=Q.Q5_0),
+    "q5_0-pieces": dict(weight_type=Q.Q5_0),
     "q5_1-untied-q4_0-output": dict(weight_type=Q.Q5_1, tied=False, output_type=Q.Q4_0),
     "qwen2-biases-neox": dict(arch="qwen2", qkv_bias=True, weight_type=Q.Q4_1, n_head=4, n_head_kv=2),
     "q4_k-q8_0-embed": dict(weight_type=Q.Q4_K, embed_type=Q.Q8_0, d_model=256, n_head=4, n_head_kv=2, d_ff=512),
+    # every block type kept in 4-bit pieces (with its own embedding kind)
+    "q6_k-q6_k-embed": dict(weight_type=Q.Q6_K, d_model=256, d_ff=512),
+    "q5_k-untied-q6_k-output": dict(weight_type=Q.Q5_K, embed_type=Q.Q5_K, tied=False, output_type=Q.Q6_K,
+                                    d_model=256, d_ff=512),
+    "iq4_xs": dict(weight_type=Q.IQ4_XS, d_model=256, d_ff=512),
+    "iq4_nl-q5_0-embed": dict(weight_type=Q.IQ4_NL, embed_type=Q.Q5_0),
+    "q8_0-untied-q8_0-output": dict(weight_type=Q.Q8_0, tied=False),
+    # other families
+    "qwen3-qk-norm": dict(arch="qwen3", weight_type=Q.Q8_0, head_dim=32),
+    "gemma-gelu": dict(arch="gemma", weight_type=Q.Q5_0, n_head=4, n_head_kv=1),
+    "gemma2-window-softcaps": dict(arch="gemma2", weight_type=Q.Q4_0, n_layer=3, extra_metadata={
+        "{arch}.attention.sliding_window": 6, "{arch}.attn_logit_softcapping": 2.0,
+        "{arch}.final_logit_softcapping": 3.0}),
+    "gemma3-window-qk-norm": dict(arch="gemma3", weight_type=Q.Q5_0, embed_type=Q.Q8_0, n_layer=7, head_dim=32,
+                                  n_head=4, n_head_kv=1, rope_base=1e6,
+                                  extra_metadata={"{arch}.attention.sliding_window": 5}),
 }
 
 
@@ -208,7 +225,7 @@ def test_rotary_tables_are_folded_to_the_float64_rounded_values(tmp_path: Path) 
     b = _Builder(cfg=DecoderConfig.__new__(DecoderConfig))
     object.__setattr__(b.cfg, "max_positions", 8192)
     object.__setattr__(b.cfg, "inv_freq", inv_freq)
-    cos, sin = b.rotary_tables()
+    cos, sin = b.rotary_tables(inv_freq)
     assert sum(int(np.prod(t.dims)) for t in b.g.inits) < 64  # no table in the file
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in (cos, sin)]
     graph = helper.make_graph(b.g.nodes, "rotary", [], outs, initializer=b.g.inits)
@@ -231,7 +248,7 @@ def test_rotary_tables_are_folded_to_the_float64_rounded_values(tmp_path: Path) 
 def test_a_tied_float_embedding_is_stored_once(tmp_path: Path) -> None:
     import onnx
 
-    src, out = _import(tmp_path, **TINY_CASES["q5_0-dequantized"])  # Q5_0 table: widened, tied to the output
+    src, out = _import(tmp_path, weight_type=Q.Q5_1)  # Q5_1 table (minimums): widened, tied to the output
     graph = onnx.load(str(out / "model.onnx")).graph
     tables = [i for i in graph.initializer if i.dims and int(np.prod(i.dims)) >= 315 * 64]
     assert [i.name for i in tables] == ["token_embd.weight"]
@@ -249,10 +266,48 @@ def test_a_tied_4_bit_embedding_keeps_a_4_bit_product(tmp_path: Path) -> None:
     assert ops.count("MatMulNBits") == 4 * 3 + 1 and "Gemm" not in ops
 
 
-def test_q8_0_is_dequantized_exactly() -> None:
-    raw, expected = _raw_blocks(Q.Q8_0, 16, 64)
-    w = repack_linear(raw, Q.Q8_0, (16, 64))
-    assert np.array_equal(w.matrix, expected)
+def test_a_large_tied_8_bit_table_gets_a_4_bit_product(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond TIED_FLOAT_BYTES the tied output is two 4-bit pieces of the 8-bit
+    table (as Gemma 3's 262,144 x 640 one), not a folded float32 copy."""
+    import onnx
+
+    from lmdesk.convert import gguf_import
+
+    monkeypatch.setattr(gguf_import, "TIED_FLOAT_BYTES", 0)
+    src, out = _import(tmp_path, weight_type=Q.Q4_0, embed_type=Q.Q8_0)
+    nodes = onnx.load(str(out / "model.onnx"), load_external_data=False).graph.node
+    ops = [n.op_type for n in nodes]
+    assert "GatherBlockQuantized" in ops and "DequantizeLinear" not in ops and "Gemm" not in ops
+    output = [n for n in nodes if n.op_type == "MatMulNBits" and n.name.startswith("output")]
+    assert [{a.name: a.i for a in n.attribute if a.name in ("N", "K")} for n in output] == [{"N": 315, "K": 2 * 64}]
+    model = LoadedModel(out, threads=1)
+    ids = model.tokenizer.encode(TEXT).ids
+    logits, _ = model.forward(ids, model.empty_cache())
+    assert np.abs(logits - ReferenceModel(src).forward(ids)).max() < TOL
+
+
+# blocks of a scale times an integer: (type, pieces, block); the 8-bit-capable ones keep an 8-bit embedding
+PIECE_TYPES = [(Q.Q8_0, 2, 32, True), (Q.Q5_0, 2, 32, True), (Q.Q5_1, 2, 32, False), (Q.Q6_K, 2, 16, True),
+               (Q.Q5_K, 2, 32, False), (Q.IQ4_NL, 2, 32, True), (Q.IQ4_XS, 2, 32, True)]
+
+
+@pytest.mark.parametrize("kind,pieces,block,int8", PIECE_TYPES, ids=[t[0].name for t in PIECE_TYPES])
+def test_pieces_give_back_the_gguf_weights_exactly(kind: Q, pieces: int, block: int, int8: bool) -> None:
+    from lmdesk.convert.quant_repack import Int8Embedding, repack_embedding
+
+    rng = np.random.default_rng(3)
+    arr = rng.normal(0, 0.05, (24, 512)).astype(np.float32)
+    raw = tiny_gguf.random_blocks(arr, kind) if kind in tiny_gguf._RANDOM_BLOCK_SCALES else gguf.quants.quantize(arr, kind)
+    expected = gguf.quants.dequantize(raw, kind).astype(np.float64)
+    assert expected.std() > 0.01  # real weights, not zeros
+    w = repack_linear(raw, kind, (24, 512))
+    assert isinstance(w, Int4Weight) and (w.pieces, w.block) == (pieces, block)
+    assert w.packed.shape == (24, pieces * 512 // block, block // 2)
+    assert np.array_equal(w.dequantize(), expected)  # summed in float64: every weight as the file has it
+    e = repack_embedding(raw, kind, (24, 512))
+    assert isinstance(e, Int8Embedding) == int8
+    if int8:
+        assert np.array_equal(e.dequantize().astype(np.float64), expected)
 
 
 # -- the real default model -------------------------------------------------
@@ -375,10 +430,43 @@ def test_nan_weights_are_refused(tmp_path: Path) -> None:
         import_gguf(bad, tmp_path / "out")
 
 
-def test_unsupported_architecture(tmp_path: Path) -> None:
+def test_unsupported_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmdesk.convert import gguf_import
+
     src = write_tiny_gguf(tmp_path / "tiny.gguf", arch="mamba")
-    with pytest.raises(ModelImportError, match="'mamba' model; lmdesk can import these architectures: llama") as err:
+
+    def no_slow_reading(*args, **kwargs):
+        raise AssertionError("the whole file was parsed before its architecture was checked")
+
+    monkeypatch.setattr(gguf_import, "GGUFReader", no_slow_reading)
+    with pytest.raises(ModelImportError, match="'mamba' model; lmdesk can import these architectures: "
+                                                "gemma, gemma2, gemma3, llama, qwen2, qwen3[.]$") as err:
         import_gguf(src, tmp_path / "out")
+    _one_sentence(str(err.value))
+
+
+def test_the_header_is_read_without_the_vocabulary(tmp_path: Path) -> None:
+    from lmdesk.convert.gguf_import import peek_gguf
+
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", arch="qwen3", extra_metadata={"split.count": 1})
+    assert peek_gguf(src, ("general.architecture", "qwen3.block_count", "split.count")) == {
+        "general.architecture": "qwen3", "qwen3.block_count": 2, "split.count": 1}
+
+
+def test_a_part_of_a_split_download_says_so(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")
+    data = src.read_bytes()
+    first, second = tmp_path / "model.gguf.part00", tmp_path / "model.gguf.part01"
+    first.write_bytes(data[:200])  # cut inside the header, as the first of four chunks of a big file is not
+    second.write_bytes(data[200:])
+    for part in (second, first):
+        with pytest.raises(ModelImportError, match="part of a model split into several files; join the parts") as err:
+            import_gguf(part, tmp_path / "out")
+        _one_sentence(str(err.value))
+    shard = tmp_path / "model-00001-of-00002.gguf"
+    write_tiny_gguf(shard, extra_metadata={"split.count": (2, gguf.GGUFValueType.UINT16)})
+    with pytest.raises(ModelImportError, match="one of 2 files of a split model") as err:
+        import_gguf(shard, tmp_path / "out")
     _one_sentence(str(err.value))
 
 

@@ -10,6 +10,7 @@ Deliberately independent of ``lmdesk``.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +97,21 @@ _BLOCK_TYPES = {
     GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1,
     GGMLQuantizationType.Q8_0,
 }
+# Types gguf-py cannot quantize: random blocks (see random_blocks), offsets of
+# their float16 scale fields in each block.
+_RANDOM_BLOCK_SCALES = {
+    GGMLQuantizationType.Q5_K: (0, 2),
+    GGMLQuantizationType.Q6_K: (208,),
+    GGMLQuantizationType.IQ4_NL: (0,),
+    GGMLQuantizationType.IQ4_XS: (0,),
+}
 SUPPORTED_TYPES = (
     GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
-    *sorted(_BLOCK_TYPES, key=int), GGMLQuantizationType.Q4_K,
+    *sorted(_BLOCK_TYPES, key=int), GGMLQuantizationType.Q4_K, *_RANDOM_BLOCK_SCALES,
 )
+# What each architecture's blocks have besides llama's (as llama.cpp loads them).
+QK_NORM_ARCHS = ("qwen3", "gemma3")
+POST_NORM_ARCHS = ("gemma2", "gemma3")
 
 
 def _add_weight(writer: gguf.GGUFWriter, name: str, arr: np.ndarray, qtype: GGMLQuantizationType) -> None:
@@ -121,6 +133,9 @@ def _add_weight(writer: gguf.GGUFWriter, name: str, arr: np.ndarray, qtype: GGML
         writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
     elif qtype == GGMLQuantizationType.Q4_K:
         q = quantize_q4_k(arr)
+        writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
+    elif qtype in _RANDOM_BLOCK_SCALES:
+        q = random_blocks(arr, qtype)
         writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
     else:
         raise NotImplementedError(f"tiny_gguf does not write {qtype!r}")
@@ -156,6 +171,29 @@ def quantize_q4_k(arr: np.ndarray) -> np.ndarray:
     return blocks.reshape(*rows, -1)
 
 
+def random_blocks(arr: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
+    """Blocks of ``qtype`` holding random integers and sub-scales (from a generator
+    seeded by ``arr``), their float16 scales set so the weights have ``arr``'s
+    standard deviation: real blocks of a type gguf-py cannot quantize, for
+    random test models (the values are not ``arr``'s, only their size)."""
+    block, nbytes = gguf.GGML_QUANT_SIZES[qtype]
+    rows, k = int(np.prod(arr.shape[:-1])), arr.shape[-1]
+    if k % block:
+        raise ValueError(f"row length {k} not a multiple of {block} for {qtype.name}")
+    rng = np.random.default_rng(zlib.crc32(arr.tobytes()))
+    raw = rng.integers(0, 256, (rows, k // block, nbytes), dtype=np.uint8)
+
+    def set_scales(value: float) -> None:
+        half = np.full((rows, k // block, 1), value, np.float16).view(np.uint8)
+        for offset in _RANDOM_BLOCK_SCALES[qtype]:
+            raw[..., offset:offset + 2] = half
+
+    set_scales(1.0)
+    unit = float(gguf.quants.dequantize(raw.reshape(rows, -1), qtype).std())
+    set_scales(float(arr.std()) / unit)
+    return raw.reshape(*arr.shape[:-1], -1)
+
+
 def write_tiny_gguf(
     path,
     *,
@@ -178,6 +216,7 @@ def write_tiny_gguf(
     extra_metadata: dict | None = None,
     weight_scale: float | None = None,
     qkv_bias: bool = False,
+    head_dim: int | None = None,
 ) -> Path:
     """Write a tiny random llama GGUF model to ``path`` and return the path.
 
@@ -202,17 +241,23 @@ def write_tiny_gguf(
       ``{arch}`` in keys is formatted with the architecture name.
     * ``qkv_bias``: F32 biases on q, k and v (``blk.N.attn_{q,k,v}.bias``), as
       qwen2 files have them; large enough to move the logits visibly.
+    * ``head_dim``: numbers per attention head (``{arch}.attention.key_length``
+      and ``value_length``), when not ``d_model / n_head`` (Gemma's are wider).
+    * ``arch`` decides the extra tensors of a block: per-head q/k norms for
+      qwen3 and gemma3, post-attention and post-feed-forward norms for gemma2
+      and gemma3 (F32, like the other norms).
     """
     path = Path(path)
     rng = np.random.default_rng(seed)
     weight_type = GGMLQuantizationType(weight_type)
     embed_type = GGMLQuantizationType(embed_type) if embed_type is not None else weight_type
     output_type = GGMLQuantizationType(output_type) if output_type is not None else embed_type
-    if d_model % n_head != 0:
+    if head_dim is None and d_model % n_head != 0:
         raise ValueError("d_model must be divisible by n_head")
     if n_head % n_head_kv != 0:
         raise ValueError("n_head must be divisible by n_head_kv")
-    head_dim = d_model // n_head
+    explicit_head_dim = head_dim is not None
+    head_dim = head_dim if explicit_head_dim else d_model // n_head
 
     tokens, token_types, merges = tiny_tokenizer_vocab()
     if vocab is None:
@@ -234,6 +279,9 @@ def write_tiny_gguf(
     w.add_head_count_kv(n_head_kv)
     w.add_rope_freq_base(float(rope_base))
     w.add_rope_dimension_count(head_dim)
+    if explicit_head_dim:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(float(eps))
     w.add_vocab_size(vocab)
     w.add_file_type(_file_type(weight_type))
@@ -277,11 +325,17 @@ def write_tiny_gguf(
             for name, n in (("q", n_head), ("k", n_head_kv), ("v", n_head_kv)):
                 bias = rng.normal(0.0, 0.5, size=(n * head_dim,)).astype(np.float32)
                 _add_weight(w, p + f"attn_{name}.bias", bias, GGMLQuantizationType.F32)
+        if arch in QK_NORM_ARCHS:
+            _add_weight(w, p + "attn_q_norm.weight", norm(head_dim), GGMLQuantizationType.F32)
+            _add_weight(w, p + "attn_k_norm.weight", norm(head_dim), GGMLQuantizationType.F32)
         _add_weight(w, p + "attn_output.weight", mat(d_model, n_head * head_dim, 5.0), weight_type)
         _add_weight(w, p + "ffn_norm.weight", norm(d_model), GGMLQuantizationType.F32)
         _add_weight(w, p + "ffn_gate.weight", mat(d_ff, d_model), weight_type)
         _add_weight(w, p + "ffn_up.weight", mat(d_ff, d_model), weight_type)
         _add_weight(w, p + "ffn_down.weight", mat(d_model, d_ff, 5.0), weight_type)
+        if arch in POST_NORM_ARCHS:
+            _add_weight(w, p + "post_attention_norm.weight", norm(d_model), GGMLQuantizationType.F32)
+            _add_weight(w, p + "post_ffw_norm.weight", norm(d_model), GGMLQuantizationType.F32)
     _add_weight(w, "output_norm.weight", norm(d_model), GGMLQuantizationType.F32)
     if not tied:
         # scaled like the embedding so untied logits have a similar range
@@ -306,6 +360,10 @@ def _file_type(t: GGMLQuantizationType) -> int:
         GGMLQuantizationType.Q5_1: ft.MOSTLY_Q5_1,
         GGMLQuantizationType.Q8_0: ft.MOSTLY_Q8_0,
         GGMLQuantizationType.Q4_K: ft.MOSTLY_Q4_K_M,
+        GGMLQuantizationType.Q5_K: ft.MOSTLY_Q5_K_M,
+        GGMLQuantizationType.Q6_K: ft.MOSTLY_Q6_K,
+        GGMLQuantizationType.IQ4_NL: ft.MOSTLY_IQ4_NL,
+        GGMLQuantizationType.IQ4_XS: ft.MOSTLY_IQ4_XS,
     }[t])
 
 

@@ -6,8 +6,9 @@ library), ``chat_template.jinja`` and ``manifest.json`` describing the rest.
 It is written into a temporary folder beside its destination and renamed into
 place only when complete, so a failure never leaves half a model behind.
 
-Architectures are described by :class:`ArchSpec`; supporting another one
-whose blocks are llama-like is a new entry in :data:`ARCHITECTURES`.
+Architectures are described in :mod:`lmdesk.convert.architectures`, one
+module per family. Which architecture a file holds is read from its first
+bytes, before the slow parsing of its vocabulary.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import tempfile
 import time
 from collections import Counter
@@ -36,9 +39,15 @@ from ..engine.model_format import (
     MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, PAST_KEY, PAST_VALUE, PRESENT_KEY, PRESENT_VALUE,
     TOKENIZER_FILE, WEIGHTS_FILE,
 )
+from .architectures import ARCHITECTURES, ArchSpec
 from .gguf_tokenizer import TokenizerImportError, tokenizer_from_gguf
 from .onnx_decoder import DecoderConfig, DecoderWeights, LayerWeights, build_decoder
 from .quant_repack import Int4Weight, Int8Embedding, LinearWeight, dequantize, repack_embedding, repack_linear
+
+# A tied output product from an 8-bit embedding table is one float32 matrix
+# (the fastest exact product here) up to this size, and 4-bit pieces beyond it:
+# SmolLM2's 113 MB table stays float, Gemma 3's 671 MB one does not.
+TIED_FLOAT_BYTES = 256 << 20
 
 # The rotary cache holds one row per position; beyond this many positions it
 # would cost more memory than a classroom document will ever need.
@@ -46,23 +55,6 @@ MAX_POSITIONS_CAP = 32768
 
 Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """How one GGUF architecture maps onto the decoder graph."""
-
-    name: str
-    rope_interleaved: bool  # llama.cpp's "normal" rope rotates adjacent pairs
-
-
-ARCHITECTURES: dict[str, ArchSpec] = {
-    # SmolLM/SmolLM2, Llama 1-3, TinyLlama, Mistral: all written as 'llama'.
-    "llama": ArchSpec("llama", rope_interleaved=True),
-    # Qwen2 / Qwen2.5: llama blocks with biases on q, k and v (read wherever a
-    # file has them) and NeoX-style rotary embedding.
-    "qwen2": ArchSpec("qwen2", rope_interleaved=False),
-}
 
 
 @dataclass
@@ -121,8 +113,89 @@ def _require(reader: GGUFReader, key: str, path: Path):
     return value
 
 
-def _arch(reader: GGUFReader, path: Path) -> ArchSpec:
-    name = _field(reader, "general.architecture")
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_PART_NAME = re.compile(r"\.part\d+$", re.IGNORECASE)  # model.gguf.part00: a chunk of a file cut in pieces
+
+
+def peek_gguf(path: Path, keys: tuple[str, ...] = ("general.architecture", "split.count")) -> dict:
+    """The scalar or string metadata entries ``keys`` of a GGUF file, read from
+    its first bytes without parsing the rest (a 262,144-token vocabulary takes
+    gguf's reader 15 s); stops once all are found. Raises ValueError on a file
+    that is not GGUF or is cut short."""
+    found: dict = {}
+    with open(path, "rb") as fh:
+        def take(fmt: str):
+            size = struct.calcsize(fmt)
+            data = fh.read(size)
+            if len(data) != size:
+                raise ValueError("the file ends inside its header")
+            return struct.unpack(fmt, data)[0]
+
+        def text() -> str:
+            n = take("<Q")
+            if n > 1 << 24:
+                raise ValueError("a text in the header is implausibly long")
+            data = fh.read(n)
+            if len(data) != n:
+                raise ValueError("the file ends inside its header")
+            return data.decode("utf-8", "replace")
+
+        def skip(kind: int) -> None:
+            if kind == 8:
+                fh.seek(take("<Q"), os.SEEK_CUR)
+            elif kind == 9:
+                item, count = take("<I"), take("<Q")
+                if item in _GGUF_SCALARS:
+                    fh.seek(struct.calcsize(_GGUF_SCALARS[item]) * count, os.SEEK_CUR)
+                else:
+                    for _ in range(count):
+                        skip(item)
+            elif kind in _GGUF_SCALARS:
+                take(_GGUF_SCALARS[kind])
+            else:
+                raise ValueError(f"unknown metadata type {kind}")
+
+        if fh.read(4) != b"GGUF":
+            raise ValueError("no GGUF signature")
+        take("<I")  # version
+        take("<Q")  # tensor count
+        for _ in range(take("<Q")):
+            key, kind = text(), take("<I")
+            if key in keys and (kind == 8 or kind in _GGUF_SCALARS):
+                found[key] = text() if kind == 8 else take(_GGUF_SCALARS[kind])
+                if len(found) == len(keys):
+                    break
+            else:
+                skip(kind)
+    return found
+
+
+def check_gguf_file(path: Path) -> ArchSpec:
+    """The architecture of the GGUF file ``path``, checked before any slow work:
+    a part of a split download, a foreign file or an architecture lmdesk
+    cannot import is one sentence (:class:`ModelImportError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelImportError(f"There is no file at {path}.")
+    if _PART_NAME.search(path.name):
+        raise ModelImportError(
+            f"{path.name} is one part of a model split into several files; join the parts into one "
+            "GGUF file first (in the order of their numbers), then import that file."
+        )
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelImportError(f"{path.name} is not a GGUF model file (it does not start with the GGUF signature).")
+    try:
+        head = peek_gguf(path)
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(f"{path.name} is damaged or incomplete and cannot be read as a GGUF file ({exc}).") from exc
+    if int(head.get("split.count", 1) or 1) > 1:
+        raise ModelImportError(
+            f"{path.name} is one of {head['split.count']} files of a split model; join them into one file first "
+            "(llama.cpp's gguf-split --merge does), then import that file."
+        )
+    name = head.get("general.architecture")
     if name is None:
         raise ModelImportError(f"{path.name} does not say which model architecture it holds.")
     spec = ARCHITECTURES.get(str(name))
@@ -169,14 +242,18 @@ def _config(reader: GGUFReader, spec: ArchSpec, path: Path, tensors: dict, accur
     if freqs is not None:  # llama 3.1+ per-frequency factors, as llama.cpp divides by them
         inv_freq = inv_freq / dequantize(freqs.data, freqs.tensor_type, (rope_dim // 2,)).astype(np.float64)
 
+    extras = {}
+    if spec.configure is not None:
+        extras = spec.configure(lambda key, default=None: _field(reader, f"{a}.{key}", default),
+                                n_layer, d_model, n_head, head_dim)
     return DecoderConfig(
         n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, head_dim=head_dim,
         d_ff=d_ff, vocab_size=vocab, max_positions=min(ctx, MAX_POSITIONS_CAP), rms_eps=eps,
-        inv_freq=inv_freq, rope_interleaved=spec.rope_interleaved, accuracy_level=accuracy_level,
+        inv_freq=inv_freq, rope_interleaved=spec.rope_interleaved, accuracy_level=accuracy_level, **extras,
     )
 
 
-def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str], None]) -> DecoderWeights:
+def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick: Callable[[str], None]) -> DecoderWeights:
     def get(name: str):
         t = tensors.get(name)
         if t is None:
@@ -232,6 +309,10 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
                 gate=linear(f"{b}.ffn_gate.weight", cfg.d_ff, d),
                 up=linear(f"{b}.ffn_up.weight", cfg.d_ff, d),
                 down=linear(f"{b}.ffn_down.weight", d, cfg.d_ff),
+                q_norm=vector(f"{b}.attn_q_norm.weight", hd) if spec.qk_norm else None,
+                k_norm=vector(f"{b}.attn_k_norm.weight", hd) if spec.qk_norm else None,
+                post_attn_norm=vector(f"{b}.post_attention_norm.weight", d) if spec.post_norms else None,
+                post_ffn_norm=vector(f"{b}.post_ffw_norm.weight", d) if spec.post_norms else None,
             )
         )
     if "output.weight" in tensors:
@@ -239,6 +320,9 @@ def _weights(tensors: dict, cfg: DecoderConfig, path: Path, tick: Callable[[str]
     elif embd.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K) and not isinstance(embed, Int8Embedding):
         # tied to a 4-bit table: the product keeps its 4 bits (faster, and smaller
         # than a second float copy); the lookup uses the widened table
+        output = linear("token_embd.weight", cfg.vocab_size, d)
+    elif isinstance(embed, Int8Embedding) and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES:
+        # a large tied 8-bit table: the product in 4-bit pieces, not a float copy (see TIED_FLOAT_BYTES)
         output = linear("token_embd.weight", cfg.vocab_size, d)
     else:
         output = None  # tied: the graph multiplies by the embedding table itself (see onnx_decoder)
@@ -265,11 +349,17 @@ def _estimate_bytes(reader: GGUFReader, cfg: DecoderConfig) -> int:
     is dequantized (conservatively: the embedding and any non-4-bit matrix)."""
     total = 0
     for t in reader.tensors:
+        elements = int(np.prod([int(x) for x in t.shape]))
         if t.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K):
             total += int(t.n_bytes) * 2  # packed weight + scales + corrections
+        elif t.tensor_type in _PIECE_TYPES:  # two 4-bit pieces, their scales and corrections
+            total += elements * 3 // 2 * (2 if t.name == "token_embd.weight" else 1)
         else:
-            total += int(np.prod([int(x) for x in t.shape])) * 4
+            total += elements * 4
     return total + (16 << 20)
+
+
+_PIECE_TYPES = (QType.Q5_0, QType.Q5_1, QType.Q8_0, QType.Q5_K, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS)
 
 
 def import_gguf(
@@ -304,8 +394,8 @@ def import_gguf(
         raise ModelImportError(f"{out_dir} already exists; choose another folder or remove it first.")
 
     step(0.0, f"Reading {src.name}")
+    spec = check_gguf_file(src)
     reader = open_gguf(src)
-    spec = _arch(reader, src)
     tensors = {t.name: t for t in reader.tensors}
     cfg = _config(reader, spec, src, tensors, accuracy_level)
     try:
@@ -336,7 +426,7 @@ def import_gguf(
         done[0] += 1
         step(0.05 + 0.6 * done[0] / n_steps, message)
 
-    weights = _weights(tensors, cfg, src, tick)
+    weights = _weights(tensors, cfg, spec, src, tick)
     step(0.7, "Building the ONNX graph")
     model = build_decoder(cfg, weights)
     del weights

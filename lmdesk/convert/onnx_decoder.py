@@ -46,6 +46,15 @@ class DecoderConfig:
     inv_freq: np.ndarray  # float64 [rope_dim / 2]: angle of pair i at position p is p * inv_freq[i]
     rope_interleaved: bool  # True: rotate (x[2i], x[2i+1]) as llama.cpp's llama; False: NeoX halves
     accuracy_level: int = 0  # MatMulNBits: 0 = float32 compute (exact); 4 = int8 activations (fast)
+    # -- what other families add to the llama block (see lmdesk.convert.architectures) --
+    activation: str = "silu"  # gated feed-forward: "silu" (llama) or "gelu_tanh" (gemma)
+    embed_scale: float | None = None  # the embeddings times this (gemma: sqrt(d_model)), or None
+    attn_scale: float | None = None  # scores times this; None: 1/sqrt(head_dim)
+    attn_softcap: float = 0.0  # scores -> c * tanh(scores / c) when > 0 (gemma 2)
+    final_softcap: float = 0.0  # logits -> c * tanh(logits / c) when > 0 (gemma 2)
+    sliding_window: int = 0  # keys a sliding-window layer sees, the query's own included; 0: none
+    swa_layers: tuple[bool, ...] = ()  # per layer: True where the layer attends through the window
+    inv_freq_swa: np.ndarray | None = None  # rotary of the sliding-window layers, when it differs
 
 
 @dataclass
@@ -60,6 +69,10 @@ class LayerWeights:
     up: LinearWeight
     down: LinearWeight
     qkv_bias: np.ndarray | None = None  # float32 [q | k | v] biases (qwen2), or None
+    q_norm: np.ndarray | None = None  # RMSNorm weight [head_dim] of every query head (gemma 3, qwen 3)
+    k_norm: np.ndarray | None = None
+    post_attn_norm: np.ndarray | None = None  # RMSNorm of the attention output before the residual (gemma 2/3)
+    post_ffn_norm: np.ndarray | None = None  # RMSNorm of the feed-forward output before the residual
 
 
 @dataclass
@@ -127,19 +140,28 @@ class _Builder:
     def __init__(self, cfg: DecoderConfig) -> None:
         self.cfg = cfg
         self.g = _Graph()
-        self._embed8: tuple[str, str] | None = None
+        self._embed8: tuple[str, str, int] | None = None
         self._embed_table: str | None = None
-        self._blocksums: dict[str, str] = {}
+        self._blocksums: dict[tuple[str, int], str] = {}
+        self._repeats: dict[tuple[str, int], str] = {}
 
     # -- linear layers ---------------------------------------------------
-    def blocksum(self, x: str, k: int) -> str:
-        """Sum of each run of 32 inputs: ``[.., K] -> [.., K/32]`` (shared per input)."""
-        if x not in self._blocksums:
-            shaped = self.g.op1("Reshape", [x, self.g.const_i64([0, 0, k // BLOCK, BLOCK])], "blocksum")
-            self._blocksums[x] = self.g.op1(
+    def blocksum(self, x: str, k: int, block: int = BLOCK) -> str:
+        """Sum of each run of ``block`` inputs: ``[.., K] -> [.., K/block]`` (shared per input)."""
+        if (x, block) not in self._blocksums:
+            shaped = self.g.op1("Reshape", [x, self.g.const_i64([0, 0, k // block, block])], "blocksum")
+            self._blocksums[(x, block)] = self.g.op1(
                 "ReduceSum", [shaped, self.g.const_i64([-1])], "blocksum", keepdims=0
             )
-        return self._blocksums[x]
+        return self._blocksums[(x, block)]
+
+    def repeated(self, x: str, times: int) -> str:
+        """``[x, x, ...]`` along the last axis: the input of a weight in pieces (shared per input)."""
+        if times == 1:
+            return x
+        if (x, times) not in self._repeats:
+            self._repeats[(x, times)] = self.g.op1("Concat", [x] * times, "pieces", axis=-1)
+        return self._repeats[(x, times)]
 
     def linear(self, x: str, w: LinearWeight, name: str) -> str:
         n, k = w.shape
@@ -147,12 +169,13 @@ class _Builder:
             qw = self.g.init(f"{name}.qweight", w.packed)
             sc = self.g.init_compact(f"{name}.scales", w.scales.reshape(-1))
             y = self.g.op1(
-                "MatMulNBits", [x, qw, sc], name, domain=MS_DOMAIN,
-                K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=self.cfg.accuracy_level,
+                "MatMulNBits", [self.repeated(x, w.pieces), qw, sc], name, domain=MS_DOMAIN,
+                K=k * w.pieces, N=n, bits=4, block_size=w.block, accuracy_level=self.cfg.accuracy_level,
             )
             if w.correction is not None:
                 corr = self.block_offset(w, sc, name)
-                y = self.g.op1("Add", [y, self.g.op1("MatMul", [self.blocksum(x, k), corr], name)], name)
+                sums = self.repeated(self.blocksum(x, k, w.block), w.correction_parts)
+                y = self.g.op1("Add", [y, self.g.op1("MatMul", [sums, corr], name)], name)
             return y
         assert isinstance(w, DenseWeight)
         wt = self.g.init_compact(f"{name}.weight_t", w.matrix.T)
@@ -183,7 +206,7 @@ class _Builder:
         parts = [self.linear(x, w, f"{name}.{j}") for j, w in enumerate(ws)]
         return self.g.op1("Concat", parts, name, axis=-1)
 
-    def rotary_tables(self) -> tuple[str, str]:
+    def rotary_tables(self, inv_freq: np.ndarray, name: str = "rotary") -> tuple[str, str]:
         """The cos and sin of angle ``p * inv_freq[i]`` for every position p:
         float32 ``[max_positions, rope_dim / 2]`` tables computed by constant
         nodes that the session folds when it starts, in float64 and then
@@ -191,13 +214,13 @@ class _Builder:
         (a test checks it). The file holds 32 frequencies instead of two
         tables of 1 MB each."""
         g, cfg = self.g, self.cfg
-        positions = g.op1("Range", [g.init("rotary.start", np.array(0.0)),
-                                    g.init("rotary.limit", np.array(float(cfg.max_positions))),
-                                    g.init("rotary.delta", np.array(1.0))], "rotary")
-        angles = g.op1("Mul", [g.op1("Unsqueeze", [positions, g.const_i64([1])], "rotary"),
-                               g.init("rotary.inv_freq", np.asarray(cfg.inv_freq, np.float64)[None, :])], "rotary")
-        cos = g.op1("Cast", [g.op1("Cos", [angles], "rotary")], "rotary", to=TensorProto.FLOAT)
-        sin = g.op1("Cast", [g.op1("Sin", [angles], "rotary")], "rotary", to=TensorProto.FLOAT)
+        positions = g.op1("Range", [g.init(f"{name}.start", np.array(0.0)),
+                                    g.init(f"{name}.limit", np.array(float(cfg.max_positions))),
+                                    g.init(f"{name}.delta", np.array(1.0))], name)
+        angles = g.op1("Mul", [g.op1("Unsqueeze", [positions, g.const_i64([1])], name),
+                               g.init(f"{name}.inv_freq", np.asarray(inv_freq, np.float64)[None, :])], name)
+        cos = g.op1("Cast", [g.op1("Cos", [angles], name)], name, to=TensorProto.FLOAT)
+        sin = g.op1("Cast", [g.op1("Sin", [angles], name)], name, to=TensorProto.FLOAT)
         return cos, sin
 
     # -- the network -------------------------------------------------------
@@ -225,47 +248,72 @@ class _Builder:
             "mask",
             to=TensorProto.INT32,
         )
-        cos, sin = self.rotary_tables()
+        rotary = self.rotary_tables(cfg.inv_freq)
+        rotary_swa = rotary
+        if cfg.inv_freq_swa is not None and any(cfg.swa_layers):
+            rotary_swa = self.rotary_tables(cfg.inv_freq_swa, "rotary_swa")
 
         if isinstance(w.embed, Int8Embedding):
             data = g.init("token_embd.qweight", w.embed.data)
             scales = g.init_compact("token_embd.scales", w.embed.scales)
-            self._embed8 = (data, scales)
+            self._embed8 = (data, scales, w.embed.block)
             h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
-                      bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=1)
+                      bits=8, block_size=w.embed.block, gather_axis=0, quantize_axis=1)
         else:
             self._embed_table = g.init_compact("token_embd.weight", w.embed)
             h = g.op1("Gather", [self._embed_table, INPUT_IDS], "embed", axis=0)
+        if cfg.embed_scale is not None:
+            h = g.op1("Mul", [h, g.const_f32(float(np.float32(cfg.embed_scale)))], "embed")
 
         residual = h
         pending: str | None = None  # output of the previous sub-layer, not yet added to the residual
         for i, lw in enumerate(w.layers):
             p = f"blk.{i}"
+            swa = bool(cfg.swa_layers and cfg.swa_layers[i] and cfg.sliding_window)
+            cos, sin = rotary_swa if swa else rotary
             normed, residual = self.norm(pending, residual, lw.attn_norm, f"{p}.attn_norm")
             qkv = self.stacked_linear(normed, [lw.q, lw.k, lw.v], f"{p}.attn_qkv")
             if lw.qkv_bias is not None:
                 qkv = g.op1("Add", [qkv, g.init_compact(f"{p}.attn_qkv.bias", lw.qkv_bias)], f"{p}.attn_qkv")
+            if lw.q_norm is not None:  # per-head RMSNorm of q and k, before the rotary embedding
+                q, k, v = g.op("Split", [qkv, g.const_i64([cfg.n_head * hd, kvh * hd, kvh * hd])], f"{p}.attn_qkv",
+                               n_out=3, axis=-1)
+                attn_in = [self.head_norm(q, cfg.n_head, lw.q_norm, f"{p}.attn_q_norm"),
+                           self.head_norm(k, kvh, lw.k_norm, f"{p}.attn_k_norm"), v]
+            else:
+                attn_in = [qkv, "", ""]
+            extra = {"softcap": float(cfg.attn_softcap)} if cfg.attn_softcap > 0 else {}
+            if swa:  # onnxruntime's window: the keys a query sees, itself included (measured on 1.31)
+                extra["local_window_size"] = int(cfg.sliding_window)
             attn, pk, pv = g.op(
                 "GroupQueryAttention",
-                [qkv, "", "", past_key(i), past_value(i), seqlens_k, total_len, cos, sin],
+                [*attn_in, past_key(i), past_value(i), seqlens_k, total_len, cos, sin],
                 f"{p}.attn",
                 n_out=3,
                 domain=MS_DOMAIN,
                 num_heads=cfg.n_head,
                 kv_num_heads=kvh,
-                scale=float(1.0 / np.sqrt(hd)),
+                scale=float(cfg.attn_scale if cfg.attn_scale is not None else 1.0 / np.sqrt(hd)),
                 do_rotary=1,
                 rotary_interleaved=int(cfg.rope_interleaved),
+                **extra,
             )
             g.nodes.append(helper.make_node("Identity", [pk], [present_key(i)], name=f"{p}.present_key"))
             g.nodes.append(helper.make_node("Identity", [pv], [present_value(i)], name=f"{p}.present_value"))
             pending = self.linear(attn, lw.o, f"{p}.attn_output")
+            if lw.post_attn_norm is not None:
+                pending = self.plain_norm(pending, lw.post_attn_norm, f"{p}.post_attention_norm")
 
             normed, residual = self.norm(pending, residual, lw.ffn_norm, f"{p}.ffn_norm")
             gate_up = self.stacked_linear(normed, [lw.gate, lw.up], f"{p}.ffn_gate_up")
             gate, up = g.op("Split", [gate_up, g.const_i64([cfg.d_ff, cfg.d_ff])], f"{p}.ffn", n_out=2, axis=-1)
-            silu = g.op1("Mul", [gate, g.op1("Sigmoid", [gate], f"{p}.ffn")], f"{p}.ffn")
-            pending = self.linear(g.op1("Mul", [silu, up], f"{p}.ffn"), lw.down, f"{p}.ffn_down")
+            if cfg.activation == "gelu_tanh":
+                act = g.op1("Gelu", [gate], f"{p}.ffn", approximate="tanh")
+            else:
+                act = g.op1("Mul", [gate, g.op1("Sigmoid", [gate], f"{p}.ffn")], f"{p}.ffn")
+            pending = self.linear(g.op1("Mul", [act, up], f"{p}.ffn"), lw.down, f"{p}.ffn_down")
+            if lw.post_ffn_norm is not None:
+                pending = self.plain_norm(pending, lw.post_ffn_norm, f"{p}.post_ffw_norm")
 
         final, _ = self.norm(pending, residual, w.out_norm, "output_norm")
         if w.output is None:
@@ -276,6 +324,10 @@ class _Builder:
                            "output")
         else:
             logits = self.linear(final, w.output, "output")
+        if cfg.final_softcap > 0:
+            c = float(cfg.final_softcap)
+            scaled = g.op1("Mul", [logits, g.const_f32(float(np.float32(1.0 / c)))], "softcap")
+            logits = g.op1("Mul", [g.op1("Tanh", [scaled], "softcap"), g.const_f32(c)], "softcap")
         g.nodes.append(helper.make_node("Identity", [logits], [LOGITS], name="logits"))
 
         graph = helper.make_graph(g.nodes, "lmdesk-decoder", inputs, outputs, initializer=g.inits)
@@ -286,6 +338,17 @@ class _Builder:
         )
         model.ir_version = 10
         return model
+
+    def plain_norm(self, x: str, weight: np.ndarray, name: str) -> str:
+        """RMS-normalize ``x`` over its last axis."""
+        gamma = self.g.init(f"{name}.weight", weight.astype(np.float32))
+        return self.g.op1("SimplifiedLayerNormalization", [x, gamma], name, axis=-1, epsilon=self.cfg.rms_eps)
+
+    def head_norm(self, x: str, heads: int, weight: np.ndarray, name: str) -> str:
+        """RMS-normalize each head of ``x`` ``[batch, seq, heads * head_dim]`` on its own."""
+        g, hd = self.g, self.cfg.head_dim
+        split = g.op1("Reshape", [x, g.const_i64([0, 0, heads, hd])], name)
+        return g.op1("Reshape", [self.plain_norm(split, weight, name), g.const_i64([0, 0, heads * hd])], name)
 
     def norm(self, pending: str | None, residual: str, weight: np.ndarray, name: str) -> tuple[str, str]:
         """RMS-normalize ``residual + pending``; return (normalized, new residual)."""
@@ -311,10 +374,10 @@ class _Builder:
         g, cfg = self.g, self.cfg
         if self._embed8 is None:  # a float table: the same matrix serves both, stored once
             return self._embed_table
-        data, scales = self._embed8
+        data, scales, block = self._embed8
         zero = g.init("output_w.zero_point",
-                      np.full((cfg.vocab_size, cfg.d_model // BLOCK), 128, np.uint8))
-        return g.op1("DequantizeLinear", [data, scales, zero], "output_w", axis=1, block_size=BLOCK)
+                      np.full((cfg.vocab_size, cfg.d_model // block), 128, np.uint8))
+        return g.op1("DequantizeLinear", [data, scales, zero], "output_w", axis=1, block_size=block)
 
 
 def build_decoder(cfg: DecoderConfig, weights: DecoderWeights) -> onnx.ModelProto:

@@ -14,8 +14,18 @@ Nothing is quantized a second time.
   ``w = d*sc * q - dmin*mn``) become the same 4-bit weight with the exact
   float32 scale ``d*sc`` per run of 32 and the correction ``8 d*sc - dmin*mn``.
   That is the bulk of the "Q4_K_M" files most small models come in.
+* ``Q5_0``, ``Q5_1``, ``Q8_0``, ``Q5_K``, ``Q6_K``, ``IQ4_NL`` and ``IQ4_XS``
+  hold, per block of 16 or 32 weights, an unsigned integer ``u`` of 5 to 8
+  bits with a scale ``S`` and an offset ``c`` (``w = S * u + c``; ``S`` and
+  ``c`` come from the block's own header fields, ``u`` from the dequantized
+  values and is checked to give them back). ``u = lo + 16 * hi`` splits into
+  two 4-bit *pieces*: one ``MatMulNBits`` over ``[x, x]`` (the input twice, K
+  doubled) with scales ``S`` for ``lo`` and ``16 S`` for ``hi`` computes
+  ``S*(lo - 8) + 16 S*(hi - 8)``, and the correction ``c + 136 S`` per block
+  makes it ``w`` again. Two bytes of 4 bits for every weight: the size of
+  8 bits, not the 32 of a float.
 * everything else is dequantized to float32 (``gguf.quants.dequantize``),
-  which is exact for F32/F16/BF16 and Q8_0 and for every other block type.
+  which is exact for F32/F16/BF16 and for every other block type.
 
 A linear weight here is the GGUF matrix of shape ``(out_features,
 in_features)`` (GGUF's ``ne1, ne0``), so ``y = x @ W.T``.
@@ -27,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from gguf import GGMLQuantizationType as QType
+from gguf import GGML_QUANT_SIZES as GGML_SIZES
 from gguf import quants
 
 BLOCK = 32  # elements per block of Q4_0 / Q4_1 / Q8_0
@@ -39,9 +50,12 @@ _Q4_1 = np.dtype([("d", "<f2"), ("m", "<f2"), ("qs", "u1", (16,))])
 class Int4Weight:
     """A 4-bit weight in ``MatMulNBits`` layout (``bits=4``, ``block_size=32``).
 
-    ``packed``: uint8 ``[N, K/32, 16]``, element ``2i`` in the low nibble of
-    byte ``i``; ``scales``: float32 ``[N, K/32]``; ``correction``: float32
-    ``[K/32, N]`` added as ``blocksum32(x) @ correction``, or ``None``.
+    ``packed``: uint8 ``[N, P*K/B, B/2]`` for ``P`` pieces of blocks of ``B``
+    weights (``P*K`` inputs: the input repeated ``P`` times), element ``2i`` in
+    the low nibble of byte ``i``; ``scales``: float32 ``[N, P*K/B]``;
+    ``correction``: float32 ``[R*K/B, N]`` added as ``[blocksumB(x)] * R @
+    correction`` (``R`` exact terms whose float32 sum would round, usually 1),
+    or ``None``.
     ``block_min``: for Q4_1, GGUF's float16 ``m`` ``[K/32, N]``, from which
     the correction is ``m + 8 d`` again (the file stores these two halves
     rather than the float32 sums), or ``None``.
@@ -52,21 +66,31 @@ class Int4Weight:
     correction: np.ndarray | None
     source_type: str
     block_min: np.ndarray | None = None
+    pieces: int = 1
+    block: int = BLOCK
 
     @property
     def shape(self) -> tuple[int, int]:
         n, blocks, _ = self.packed.shape
-        return n, blocks * BLOCK
+        return n, blocks * self.block // self.pieces
 
     def dequantize(self) -> np.ndarray:
-        """The float32 ``[N, K]`` matrix this weight stands for (for checks)."""
+        """The ``[N, K]`` matrix this weight stands for, summed in float64 (for checks)."""
+        n, k = self.shape
         lo = self.packed & 0x0F
         hi = self.packed >> 4
-        q = np.stack([lo, hi], axis=-1).reshape(self.packed.shape[0], -1, BLOCK)
-        w = (q.astype(np.float32) - 8.0) * self.scales[:, :, None]
+        q = np.stack([lo, hi], axis=-1).reshape(n, -1, self.block)
+        w = (q.astype(np.float64) - 8.0) * self.scales[:, :, None]
+        w = w.reshape(n, self.pieces, k // self.block, self.block).sum(axis=1)
         if self.correction is not None:
-            w = w + self.correction.T[:, :, None]
-        return w.reshape(self.packed.shape[0], -1)
+            corr = self.correction.T.astype(np.float64)
+            w = w + corr.reshape(n, self.correction_parts, k // self.block).sum(axis=1)[:, :, None]
+        return w.reshape(n, k)
+
+    @property
+    def correction_parts(self) -> int:
+        """How many exact terms the correction is kept in (``[parts*K/B, N]``, summed by the product)."""
+        return 0 if self.correction is None else self.correction.shape[0] * self.block // self.shape[1]
 
 
 @dataclass
@@ -86,31 +110,127 @@ LinearWeight = Int4Weight | DenseWeight
 
 @dataclass
 class Int8Embedding:
-    """A Q8_0 embedding table for ``GatherBlockQuantized`` (``bits=8``,
-    ``block_size=32``): ``data`` uint8 ``[V, D]`` holds ``q + 128`` (the
-    operator's default zero point is 128), ``scales`` float32 ``[V, D/32]``.
-    Each gathered row is ``(data - 128) * d``: exactly GGUF's ``d * q``."""
+    """An embedding table for ``GatherBlockQuantized`` (``bits=8``,
+    ``block_size`` 32 or 16): ``data`` uint8 ``[V, D]`` holds ``q + 128`` (the
+    operator's default zero point is 128), ``scales`` float32 ``[V, D/block]``.
+    Each gathered row is ``(data - 128) * S``: exactly GGUF's ``S * q`` for the
+    types whose blocks are a scale times a signed integer of at most 8 bits
+    (Q8_0, Q5_0, Q6_K, IQ4_NL, IQ4_XS)."""
 
     data: np.ndarray
     scales: np.ndarray
+    block: int = BLOCK
 
     def dequantize(self) -> np.ndarray:
         v, dim = self.data.shape
-        q = self.data.astype(np.float32).reshape(v, -1, BLOCK) - 128.0
+        q = self.data.astype(np.float32).reshape(v, -1, self.block) - 128.0
         return (q * self.scales[:, :, None]).reshape(v, dim)
 
 
-_Q8_0 = np.dtype([("d", "<f2"), ("qs", "i1", (32,))])
-
-
 def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Int8Embedding | np.ndarray:
-    """The embedding table: 8-bit blocks stay 8-bit, anything else is float32."""
+    """The embedding table: blocks of a scale times a signed integer of at most
+    8 bits stay 8-bit; anything else is float32."""
     v, dim = shape
-    if qtype == QType.Q8_0 and dim % BLOCK == 0:
-        b = _blocks(raw, _Q8_0, v)
-        data = (b["qs"].astype(np.int16) + 128).astype(np.uint8).reshape(v, dim)
-        return Int8Embedding(data, np.ascontiguousarray(b["d"].astype(np.float32)))
+    ints = integer_blocks(raw, qtype, shape)
+    if ints is not None and ints.centre is not None:
+        u, scale, block = ints.u, ints.scale, ints.block
+        data = (u.astype(np.int16) - ints.centre + 128).reshape(v, dim)
+        if data.min() >= 0 and data.max() <= 255:
+            return Int8Embedding(data.astype(np.uint8), np.ascontiguousarray(scale), block)
     return dequantize(raw, qtype, shape)
+
+
+@dataclass
+class IntegerBlocks:
+    """A matrix as ``w = scale * u + offset`` per block of ``block`` weights:
+    ``u`` uint8 ``[N, K]`` of ``bits`` bits, ``scale`` and ``offset`` float32
+    ``[N, K/block]``; ``centre``: the integer ``z`` with ``offset == -z * scale``
+    where the type has one (then ``w = scale * (u - z)``), else ``None``."""
+
+    u: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    block: int
+    bits: int
+    centre: int | None
+
+
+_IQ4_VALUES = np.array(quants.IQ4_NL.kvalues, np.int16)
+
+
+def _block_scales(raw: np.ndarray, qtype: QType, n: int) -> tuple[np.ndarray, np.ndarray, int, int, int | None] | None:
+    """(scale, offset, block, bits, centre) from the header fields of each block,
+    or None for a type that is not a scale times an integer per block."""
+    f32 = np.float32
+    if qtype in (QType.Q8_0, QType.Q5_0, QType.IQ4_NL):
+        d = _blocks(raw, np.dtype([("d", "<f2"), ("rest", "u1", (GGML_SIZES[qtype][1] - 2,))]), n)["d"].astype(f32)
+        bits, centre = {QType.Q8_0: (8, 128), QType.Q5_0: (5, 16), QType.IQ4_NL: (8, 128)}[qtype]
+        return d, -f32(centre) * d, BLOCK, bits, centre
+    if qtype == QType.Q5_1:
+        b = _blocks(raw, np.dtype([("d", "<f2"), ("m", "<f2"), ("rest", "u1", (20,))]), n)
+        return b["d"].astype(f32), b["m"].astype(f32), BLOCK, 5, None
+    if qtype == QType.Q6_K:
+        b = _blocks(raw, np.dtype([("q", "u1", (192,)), ("sc", "i1", (16,)), ("d", "<f2")]), n)
+        scale = (b["d"].astype(f32)[..., None] * b["sc"].astype(f32)).reshape(n, -1)
+        return scale, -f32(32) * scale, 16, 6, 32
+    if qtype == QType.Q5_K:
+        b = _blocks(raw, np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("rest", "u1", (160,))]), n)
+        sc, mn = quants.Q4_K.get_scale_min(b["scales"].reshape(-1, 12))
+        d = b["d"].astype(f32).reshape(-1, 1)
+        dmin = b["dmin"].astype(f32).reshape(-1, 1)
+        return (d * sc.astype(f32)).reshape(n, -1), -(dmin * mn.astype(f32)).reshape(n, -1), BLOCK, 5, None
+    if qtype == QType.IQ4_XS:
+        b = _blocks(raw, np.dtype([("d", "<f2"), ("sh", "<u2"), ("sl", "u1", (4,)), ("qs", "u1", (128,))]), n)
+        j = np.arange(8)
+        low = (b["sl"][..., j // 2] >> (4 * (j % 2))).astype(np.int16) & 0x0F
+        high = ((b["sh"][..., None].astype(np.int32) >> (2 * j)) & 3).astype(np.int16)
+        scale = (b["d"].astype(f32)[..., None] * ((low | (high << 4)) - 32).astype(f32)).reshape(n, -1)
+        return scale, -f32(128) * scale, BLOCK, 8, 128
+    return None
+
+
+def integer_blocks(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> IntegerBlocks | None:
+    """The matrix ``raw`` as :class:`IntegerBlocks`, checked to give back exactly
+    GGUF's dequantized values; ``None`` for other types (or a failed check)."""
+    n, k = shape
+    block_size = GGML_SIZES.get(qtype, (0, 0))[0]
+    if block_size == 0 or k % block_size:
+        return None
+    header = _block_scales(raw, qtype, n)
+    if header is None:
+        return None
+    scale, offset, block, bits, centre = header
+    w = dequantize(raw, qtype, shape).astype(np.float64).reshape(n, k // block, block)
+    s64 = scale.astype(np.float64)[..., None]
+    live = s64 != 0
+    u = np.where(live, np.rint((w - offset.astype(np.float64)[..., None]) / np.where(live, s64, 1.0)), 0.0)
+    if u.min() < 0 or u.max() >= (1 << bits):
+        return None
+    back = (scale[..., None] * u.astype(np.float32) + offset[..., None]).astype(np.float64)
+    if not np.array_equal(back, w):
+        return None
+    return IntegerBlocks(u.astype(np.uint8).reshape(n, k), scale, offset, block, bits, centre)
+
+
+def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
+    """4-bit ``MatMulNBits`` pieces of integer blocks (see the module text)."""
+    n, k = ints.u.shape
+    b = ints.block
+    u = ints.u.reshape(n, k // b, b)
+    if ints.bits <= 4:
+        packed, scales, extra = _pack_pairs(u), ints.scale, np.float32(8.0) * ints.scale
+        pieces = 1
+    else:
+        packed = np.concatenate([_pack_pairs(u & 0x0F), _pack_pairs(u >> 4)], axis=1)
+        scales = np.concatenate([ints.scale, np.float32(16.0) * ints.scale], axis=1)
+        extra = np.float32(136.0) * ints.scale  # 8 for lo, 16 * 8 for hi
+        pieces = 2
+    correction = ints.offset + extra
+    if not np.array_equal(correction.astype(np.float64), ints.offset.astype(np.float64) + extra.astype(np.float64)):
+        # the sum rounds in float32 (Q5_K's minimum beside 136 S): keep both terms, each exact
+        correction = np.concatenate([ints.offset, extra], axis=1)
+    return Int4Weight(packed, np.ascontiguousarray(scales, np.float32), np.ascontiguousarray(correction.T), source,
+                      None, pieces, b)
 
 
 def _pack_pairs(elems: np.ndarray) -> np.ndarray:
@@ -172,6 +292,9 @@ def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Line
         packed = _ggml_nibbles_to_ort(b["qs"])
         block_min = np.ascontiguousarray(b["m"].T) if qtype == QType.Q4_1 else None
         return Int4Weight(packed, np.ascontiguousarray(d), correction, qtype.name, block_min)
+    ints = integer_blocks(raw, qtype, shape)
+    if ints is not None:
+        return _pieces(ints, qtype.name)
     return DenseWeight(dequantize(raw, qtype, shape), qtype.name)
 
 
@@ -187,7 +310,8 @@ def dequantize(raw: np.ndarray, qtype: QType, shape: tuple[int, ...]) -> np.ndar
 def concat_linear(weights: list[LinearWeight]) -> LinearWeight | None:
     """Stack weights that share an input along the output axis (q|k|v,
     gate|up) so one operator computes them, or ``None`` if their kinds differ."""
-    if all(isinstance(w, Int4Weight) for w in weights):
+    kinds = {(w.pieces, w.block, w.correction_parts or 1) for w in weights if isinstance(w, Int4Weight)}
+    if all(isinstance(w, Int4Weight) for w in weights) and len(kinds) == 1:
         int4 = [w for w in weights if isinstance(w, Int4Weight)]
         corr = None
         if any(w.correction is not None for w in int4):
@@ -196,7 +320,7 @@ def concat_linear(weights: list[LinearWeight]) -> LinearWeight | None:
                 [
                     w.correction
                     if w.correction is not None
-                    else np.zeros((w.scales.shape[1], w.scales.shape[0]), np.float32)
+                    else np.zeros((w.shape[1] // w.block, w.shape[0]), np.float32)
                     for w in int4
                 ],
                 axis=1,
@@ -208,6 +332,8 @@ def concat_linear(weights: list[LinearWeight]) -> LinearWeight | None:
             corr,
             "+".join(sorted({w.source_type for w in int4})),
             None if any(m is None for m in mins) else np.concatenate(mins, axis=1),
+            int4[0].pieces,
+            int4[0].block,
         )
     if all(isinstance(w, DenseWeight) for w in weights):
         return DenseWeight(
