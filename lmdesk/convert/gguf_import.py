@@ -321,12 +321,12 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
         # tied to a 4-bit table: the product keeps its 4 bits (faster, and smaller
         # than a second float copy); the lookup uses the widened table
         output = linear("token_embd.weight", cfg.vocab_size, d)
-    elif isinstance(embed, Int8Embedding) and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES:
-        # a large tied 8-bit table: the product in 4-bit pieces, not a float copy (see TIED_FLOAT_BYTES)
-        output = linear("token_embd.weight", cfg.vocab_size, d)
     else:
         output = None  # tied: the graph multiplies by the embedding table itself (see onnx_decoder)
-    return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output)
+    # a large tied 8-bit table: the product in 4-bit pieces made from it, not a float copy (TIED_FLOAT_BYTES)
+    pieces = output is None and isinstance(embed, Int8Embedding) and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES
+    return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output,
+                          tied_pieces=pieces)
 
 
 def _check_finite(values: np.ndarray, name: str, path: Path) -> None:

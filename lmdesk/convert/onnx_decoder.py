@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..engine.model_format import ATTENTION_MASK, INPUT_IDS, LOGITS, past_key, past_value, present_key, present_value
-from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear
+from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear, pack_pairs
 
 MS_DOMAIN = "com.microsoft"
 OPSET = 21
@@ -81,6 +81,7 @@ class DecoderWeights:
     layers: list[LayerWeights]
     out_norm: np.ndarray
     output: LinearWeight | None  # None: tied to the embedding (see _Builder.output_from_embedding)
+    tied_pieces: bool = False  # tied to an 8-bit table: the product in 4-bit pieces made from the table itself
 
 
 @dataclass
@@ -141,6 +142,7 @@ class _Builder:
         self.cfg = cfg
         self.g = _Graph()
         self._embed8: tuple[str, str, int] | None = None
+        self._tied_pieces: tuple[str, str, int] | None = None
         self._embed_table: str | None = None
         self._blocksums: dict[tuple[str, int], str] = {}
         self._repeats: dict[tuple[str, int], str] = {}
@@ -253,7 +255,9 @@ class _Builder:
         if cfg.inv_freq_swa is not None and any(cfg.swa_layers):
             rotary_swa = self.rotary_tables(cfg.inv_freq_swa, "rotary_swa")
 
-        if isinstance(w.embed, Int8Embedding):
+        if isinstance(w.embed, Int8Embedding) and w.tied_pieces:
+            h = self.embed_from_pieces(w.embed)
+        elif isinstance(w.embed, Int8Embedding):
             data = g.init("token_embd.qweight", w.embed.data)
             scales = g.init_compact("token_embd.scales", w.embed.scales)
             self._embed8 = (data, scales, w.embed.block)
@@ -316,7 +320,9 @@ class _Builder:
                 pending = self.plain_norm(pending, lw.post_ffn_norm, f"{p}.post_ffw_norm")
 
         final, _ = self.norm(pending, residual, w.out_norm, "output_norm")
-        if w.output is None:
+        if w.output is None and self._tied_pieces is not None:
+            logits = self.output_from_pieces(final)
+        elif w.output is None:
             flat = g.op1("Reshape", [final, g.const_i64([-1, cfg.d_model])], "output")
             y = g.op1("Gemm", [flat, self.output_from_embedding()], "output", transB=1)
             lead = g.op1("Shape", [final], "output", start=0, end=-1)
@@ -362,6 +368,60 @@ class _Builder:
         )
         return normed, summed
 
+
+    def embed_from_pieces(self, table: Int8Embedding) -> str:
+        """The embedding lookup of a large tied 8-bit table kept only as the
+        output product's two 4-bit pieces (``token_embd.pieces``: each byte
+        ``u`` of the table as its low and high nibble, in ``MatMulNBits``
+        layout): the rows of the ids are gathered and ``u = lo + 16 hi`` put
+        together again, ``(u - 128) * S`` in float32 (small integers times the
+        block scale: exactly the table's values). The file holds the table once;
+        nothing large is folded at load."""
+        g, cfg = self.g, self.cfg
+        v, d, block = cfg.vocab_size, cfg.d_model, table.block
+        u = table.data.reshape(v, d // block, block)
+        packed = np.concatenate([pack_pairs(u & 0x0F), pack_pairs(u >> 4)], axis=1)  # [V, 2 D/B, B/2]
+        pieces = g.init("token_embd.pieces", packed)
+        scales = g.init_compact("token_embd.scales", table.scales)  # [V, D/B]
+        self._tied_pieces = (pieces, scales, block)
+
+        rows = g.op1("Gather", [pieces, INPUT_IDS], "embed", axis=0)  # [b, s, 2 D/B, B/2]
+        rows = g.op1("Reshape", [rows, g.const_i64([0, 0, 2, d // block, block // 2])], "embed")
+        low, high = g.op("Split", [rows, g.const_i64([1, 1])], "embed", n_out=2, axis=2)
+        mask = g.init("embed.low_mask", np.array(15, np.uint8))
+        shift = g.init("embed.shift", np.array(4, np.uint8))
+
+        def nibble(x: str, upper: bool) -> str:
+            bits = g.op1("BitShift", [x, shift], "embed", direction="RIGHT") if upper else g.op1(
+                "BitwiseAnd", [x, mask], "embed")
+            return g.op1("Cast", [bits], "embed", to=TensorProto.FLOAT)
+
+        def element(upper: bool) -> str:  # u of the even (low nibble) or odd (high nibble) elements
+            return g.op1("Add", [nibble(low, upper), g.op1("Mul", [nibble(high, upper), g.const_f32(16.0)], "embed")],
+                         "embed")
+
+        u_rows = g.op1("Concat", [g.op1("Unsqueeze", [element(False), g.const_i64([-1])], "embed"),
+                                  g.op1("Unsqueeze", [element(True), g.const_i64([-1])], "embed")], "embed", axis=-1)
+        u_rows = g.op1("Reshape", [u_rows, g.const_i64([0, 0, d // block, block])], "embed")
+        s_rows = g.op1("Unsqueeze", [g.op1("Gather", [scales, INPUT_IDS], "embed", axis=0), g.const_i64([-1])], "embed")
+        values = g.op1("Mul", [g.op1("Sub", [u_rows, g.const_f32(128.0)], "embed"), s_rows], "embed")
+        return g.op1("Reshape", [values, g.const_i64([0, 0, d])], "embed")
+
+    def output_from_pieces(self, x: str) -> str:
+        """``x @ embed.T`` from the pieces of :meth:`embed_from_pieces`: one
+        ``MatMulNBits`` over ``[x, x]`` with scales ``S`` and ``16 S`` (folded
+        from ``S`` at load) and the correction ``8 S``, since ``S*(lo - 8) +
+        16 S*(hi - 8) + 8 S = S*(u - 128)``."""
+        g, cfg = self.g, self.cfg
+        pieces, scales, block = self._tied_pieces
+        d = cfg.d_model
+        both = g.op1("Concat", [scales, g.op1("Mul", [scales, g.const_f32(16.0)], "output_w")], "output_w", axis=1)
+        flat = g.op1("Reshape", [both, g.const_i64([-1])], "output_w")
+        correction = g.op1("Transpose", [g.op1("Mul", [scales, g.const_f32(8.0)], "output_w")], "output_w",
+                           perm=[1, 0])
+        y = g.op1("MatMulNBits", [self.repeated(x, 2), pieces, flat], "output", domain=MS_DOMAIN,
+                  K=2 * d, N=cfg.vocab_size, bits=4, block_size=block, accuracy_level=cfg.accuracy_level)
+        return g.op1("Add", [y, g.op1("MatMul", [self.blocksum(x, d, block), correction], "output")], "output")
 
     def output_from_embedding(self) -> str:
         """The tied output matrix ``embed`` ([vocab, d_model]) as float32, from

@@ -191,25 +191,33 @@ def _block_scales(raw: np.ndarray, qtype: QType, n: int) -> tuple[np.ndarray, np
 
 def integer_blocks(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> IntegerBlocks | None:
     """The matrix ``raw`` as :class:`IntegerBlocks`, checked to give back exactly
-    GGUF's dequantized values; ``None`` for other types (or a failed check)."""
+    GGUF's dequantized values; ``None`` for other types (or a failed check).
+    Works through the rows in slices, so a 262,144-row embedding never has a
+    float64 copy of itself in memory."""
     n, k = shape
     block_size = GGML_SIZES.get(qtype, (0, 0))[0]
     if block_size == 0 or k % block_size:
         return None
+    raw = np.ascontiguousarray(raw).reshape(n, -1)
     header = _block_scales(raw, qtype, n)
     if header is None:
         return None
     scale, offset, block, bits, centre = header
-    w = dequantize(raw, qtype, shape).astype(np.float64).reshape(n, k // block, block)
-    s64 = scale.astype(np.float64)[..., None]
-    live = s64 != 0
-    u = np.where(live, np.rint((w - offset.astype(np.float64)[..., None]) / np.where(live, s64, 1.0)), 0.0)
-    if u.min() < 0 or u.max() >= (1 << bits):
-        return None
-    back = (scale[..., None] * u.astype(np.float32) + offset[..., None]).astype(np.float64)
-    if not np.array_equal(back, w):
-        return None
-    return IntegerBlocks(u.astype(np.uint8).reshape(n, k), scale, offset, block, bits, centre)
+    u = np.empty((n, k), np.uint8)
+    step = max(1, (1 << 22) // k)  # rows per slice: about 4 million weights
+    for r in range(0, n, step):
+        rows = slice(r, min(n, r + step))
+        w = dequantize(raw[rows], qtype, (rows.stop - r, k)).astype(np.float64).reshape(-1, k // block, block)
+        s64 = scale[rows].astype(np.float64)[..., None]
+        live = s64 != 0
+        q = np.where(live, np.rint((w - offset[rows].astype(np.float64)[..., None]) / np.where(live, s64, 1.0)), 0.0)
+        if q.min() < 0 or q.max() >= (1 << bits):
+            return None
+        back = scale[rows][..., None] * q.astype(np.float32) + offset[rows][..., None]
+        if not np.array_equal(back.astype(np.float64), w):
+            return None
+        u[rows] = q.reshape(-1, k)
+    return IntegerBlocks(u, scale, offset, block, bits, centre)
 
 
 def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
@@ -218,10 +226,10 @@ def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
     b = ints.block
     u = ints.u.reshape(n, k // b, b)
     if ints.bits <= 4:
-        packed, scales, extra = _pack_pairs(u), ints.scale, np.float32(8.0) * ints.scale
+        packed, scales, extra = pack_pairs(u), ints.scale, np.float32(8.0) * ints.scale
         pieces = 1
     else:
-        packed = np.concatenate([_pack_pairs(u & 0x0F), _pack_pairs(u >> 4)], axis=1)
+        packed = np.concatenate([pack_pairs(u & 0x0F), pack_pairs(u >> 4)], axis=1)
         scales = np.concatenate([ints.scale, np.float32(16.0) * ints.scale], axis=1)
         extra = np.float32(136.0) * ints.scale  # 8 for lo, 16 * 8 for hi
         pieces = 2
@@ -233,7 +241,7 @@ def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
                       None, pieces, b)
 
 
-def _pack_pairs(elems: np.ndarray) -> np.ndarray:
+def pack_pairs(elems: np.ndarray) -> np.ndarray:
     """4-bit values ``[..., 32]`` in ``MatMulNBits`` order: elements ``2i,
     2i + 1`` in the low and high nibble of byte ``i``."""
     return (elems[..., 0::2] | (elems[..., 1::2] << 4)).astype(np.uint8)
@@ -242,7 +250,7 @@ def _pack_pairs(elems: np.ndarray) -> np.ndarray:
 def _ggml_nibbles_to_ort(qs: np.ndarray) -> np.ndarray:
     """GGUF stores element ``j`` in the low nibble and ``j + 16`` in the high
     nibble of byte ``j``; repacked for ``MatMulNBits``."""
-    return _pack_pairs(np.concatenate([qs & 0x0F, qs >> 4], axis=-1))
+    return pack_pairs(np.concatenate([qs & 0x0F, qs >> 4], axis=-1))
 
 
 def _blocks(raw: np.ndarray, dtype: np.dtype, rows: int) -> np.ndarray:
@@ -265,7 +273,7 @@ def _repack_q4_k(raw: np.ndarray, n: int, k: int) -> Int4Weight:
     # each 32 bytes of qs hold two runs: run 2g in the low nibbles, run 2g+1 in the high ones
     qs = b["qs"].reshape(-1, 4, 1, 32)
     runs = np.concatenate([qs & 0x0F, qs >> 4], axis=2).reshape(n, supers * 8, BLOCK)
-    packed = _pack_pairs(runs)
+    packed = pack_pairs(runs)
     correction = np.ascontiguousarray((np.float32(8.0) * scale - minimum).T)
     return Int4Weight(packed, np.ascontiguousarray(scale), correction, "Q4_K")
 
