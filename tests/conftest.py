@@ -47,3 +47,11 @@ def real_model(real_model_dir: Path):
     from lmdesk.engine.model import LoadedModel
 
     return LoadedModel(real_model_dir, threads=2)
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf() -> Path:
+    """Gemma 3 270M Q4_K_M, from its four packages (tests/real_models.py)."""
+    from real_models import gemma3_gguf
+
+    return gemma3_gguf(CACHE)

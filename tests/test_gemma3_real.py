@@ -1,0 +1,84 @@
+"""A real file nobody here wrote: Gemma 3 270M (Q4_K_M), imported and checked
+against the independent numpy reference (tests/reference.py) on real text.
+
+Its weights are Q5_0, Q8_0, Q6_K and Q4_K, its 262,144 x 640 embedding is a
+tied Q8_0 table; its layers attend through a 512-token window five times out
+of six. Everything must hold as the file says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reference import ReferenceModel
+
+from lmdesk.convert.gguf_import import import_gguf
+from lmdesk.engine.model import LoadedModel
+
+pytestmark = pytest.mark.realmodel
+TOL = 1e-3  # max |logit difference| against the float64 reference, as for SmolLM2
+STORY = ("Once upon a time, in a small village by the sea, there lived an old fisherman who "
+         "mended his nets every morning and told the children stories about the whales.")
+
+
+@pytest.fixture(scope="module")
+def folder(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gemma3") / "model"
+    import_gguf(gemma3_gguf, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(folder: Path) -> LoadedModel:
+    return LoadedModel(folder, threads=2)
+
+
+@pytest.fixture(scope="module")
+def reference(gemma3_gguf: Path) -> ReferenceModel:
+    return ReferenceModel(gemma3_gguf)
+
+
+def test_the_folder_describes_the_file_and_stays_compact(folder: Path, gemma3_gguf: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["architecture"] == "gemma3"
+    assert manifest["dimensions"] == {"n_layer": 18, "d_model": 640, "n_head": 4, "n_head_kv": 1, "head_dim": 256,
+                                      "d_ff": 2048, "vocab_size": 262144}
+    assert manifest["weights"]["gguf_tensor_types"] == {"F32": 109, "Q4_K": 27, "Q5_0": 81, "Q6_K": 9, "Q8_0": 10}
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size <= 1.3 * gemma3_gguf.stat().st_size  # no matrix widened to float
+
+
+def test_the_tokenizer_is_gemmas(model: LoadedModel) -> None:
+    enc = model.tokenizer.encode("Once upon a time")
+    assert [model.tokenizer.id_to_token(i) for i in enc.ids] == ["<bos>", "Once", "▁upon", "▁a", "▁time"]
+
+
+@pytest.mark.parametrize("text", [STORY, "The capital of France is Paris. The capital of Japan is"])
+def test_logits_match_the_reference(model: LoadedModel, reference: ReferenceModel, text: str) -> None:
+    ids = model.tokenizer.encode(text).ids
+    logits, _ = model.forward(ids, model.empty_cache())
+    ref = reference.forward(ids)
+    assert np.abs(ref).max() > 5
+    assert np.abs(logits - ref).max() < TOL
+    assert np.array_equal(logits.argmax(-1), ref.argmax(-1))
+
+
+def test_past_the_window_cached_steps_match_the_reference(model: LoadedModel, reference: ReferenceModel) -> None:
+    """Beyond 512 tokens the windowed layers stop seeing the start: the prefill
+    and the steps that follow it, one token at a time, both as the reference."""
+    ids = model.tokenizer.encode((STORY + " ") * 20).ids[:560]
+    assert len(ids) == 560
+    head, cache = model.forward(ids[:550], model.empty_cache())
+    rows = [head[-1]]
+    for t in ids[550:]:
+        row, cache = model.forward([t], cache)
+        rows.append(row[0])
+    ref = reference.forward(ids)
+    assert np.abs(np.array(rows) - ref[549:]).max() < TOL
+    # float32 error over 550 x 262,144 logits reaches 1.7e-3 (5e-5 of their range);
+    # a query seeing one key too many or too few moves them by whole units
+    assert np.abs(head - ref[:550]).max() < 3 * TOL
+    assert np.array_equal(head.argmax(-1), ref[:550].argmax(-1))
