@@ -64,6 +64,7 @@ def engine_figures(folder: Path, threads: int, decode_steps: int) -> dict:
     t0 = time.perf_counter()
     model = LoadedModel(folder, threads=threads)
     out["load_s"] = time.perf_counter() - t0
+    out["load_rss_mb"] = current_rss_mb()
     session = Session(model)
     for n in (200, 1000):
         text = model.tokenizer.decode(story_ids(model.tokenizer, n))
@@ -95,6 +96,94 @@ def engine_figures(folder: Path, threads: int, decode_steps: int) -> dict:
     out["stats_256_ms"] = median_ms(lambda: position_stats(block, [0] * 256, 20), 5)
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def convert_figures(src: Path, out: Path) -> dict:
+    from lmdesk.convert.gguf_import import import_gguf
+
+    t0 = time.perf_counter()
+    import_gguf(src, out)
+    return {"convert_s": time.perf_counter() - t0, "convert_peak_rss_mb": peak_rss_mb(),
+            "folder_mb": sum(p.stat().st_size for p in out.iterdir()) / 1e6}
+
+
+def in_process(flag: str, *args: str) -> dict:
+    """One of this module's measurements in a fresh process (its own peak memory)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", flag, *args], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def llama_cpp_speed(gguf: Path, threads: int) -> dict:
+    """llama.cpp's prefill of 1,000 tokens and decode after 200, on the same file and threads."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, logits_all=False, verbose=False)
+    prompt = story_ids_from(llm, 1000)
+    times = []
+    for _ in range(2):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(prompt)
+        times.append((time.perf_counter() - t0) * 1000)
+    llm.reset()
+    llm.eval(prompt[:200])
+    steps, tok = [], prompt[200]
+    for _ in range(60):
+        t0 = time.perf_counter()
+        llm.eval([tok])
+        steps.append((time.perf_counter() - t0) * 1000)
+        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    return {"prefill_1000_ms": min(times), "decode_ms": statistics.median(steps)}
+
+
+def real_file_rows(label: str, gguf: Path, threads: int, decode_steps: int) -> list[tuple[str, str, str]]:
+    """Conversion, size, memory and speed of one more real GGUF file, beside llama.cpp on it."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        c = in_process("--convert-only", str(gguf), str(folder))
+        gguf_mb = gguf.stat().st_size / 1e6
+        rows += [
+            (f"{label}: conversion", f"{c['convert_s']:.1f} s", f"peak RSS {c['convert_peak_rss_mb']:.0f} MB "
+             f"(target GGUF + 1 GB = {gguf_mb + 1000:.0f})"),
+            (f"{label}: model folder size", f"{c['folder_mb']:.0f} MB",
+             f"GGUF {gguf_mb:.0f} MB: {c['folder_mb'] / gguf_mb:.2f}x (target 1.3x)"),
+        ]
+        e = in_process("--engine-only", str(folder), "--threads", str(threads), "--decode-steps", str(decode_steps))
+        rows += [
+            (f"{label}: load", f"{e['load_s']:.2f} s", f"RSS after load {e['load_rss_mb']:.0f} MB "
+             f"(target GGUF + 400 = {gguf_mb + 400:.0f})"),
+            (f"{label}: prefill + statistics, 1000", f"{e['prefill_1000_ms']:.0f} ms", "median of 3"),
+            (f"{label}: decode + statistics", f"{e['decode_ms']:.1f} ms", f"median of {decode_steps}, after 200"),
+            (f"{label}: peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
+        ]
+        try:
+            import llama_cpp  # noqa: F401 - optional, never a dependency
+        except ImportError:
+            rows.append((f"{label}: llama.cpp", "—", "not installed: no comparison in this run"))
+            return rows
+        lc = llama_cpp_speed(gguf, threads)
+        from lmdesk.engine.model import LoadedModel
+
+        turns = interleaved_decode(LoadedModel(folder, threads=threads), gguf, threads)
+        rows += [
+            (f"{label}: llama.cpp decode", f"{lc['decode_ms']:.1f} ms",
+             f"lmdesk/llama.cpp = {e['decode_ms'] / lc['decode_ms']:.2f}"),
+            (f"{label}: llama.cpp prefill 1000", f"{lc['prefill_1000_ms']:.0f} ms",
+             f"lmdesk/llama.cpp = {e['prefill_1000_ms'] / lc['prefill_1000_ms']:.2f}"),
+            (f"{label}: decode taking turns", f"{turns['interleaved_ours_ms']:.1f} ms",
+             f"llama.cpp {turns['interleaved_theirs_ms']:.1f} ms: "
+             f"{turns['interleaved_ours_ms'] / turns['interleaved_theirs_ms']:.2f}"),
+        ]
+    return rows
 
 
 def peak_rss_mb() -> float:
@@ -324,7 +413,12 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=30)
     parser.add_argument("--engine-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--ui-only", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--convert-only", nargs=2, metavar=("GGUF", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-gemma", action="store_true", help="skip the Gemma 3 270M rows (a 253 MB download once)")
     args = parser.parse_args()
+    if args.convert_only:
+        print(json.dumps(convert_figures(Path(args.convert_only[0]), Path(args.convert_only[1]))))
+        return
     if args.engine_only:
         print(json.dumps(engine_figures(Path(args.engine_only), args.threads, args.decode_steps)))
         return
@@ -395,6 +489,10 @@ def main() -> None:
             ("decode taking turns: llama.cpp", f"{lc['interleaved_theirs_ms']:.1f} ms",
              f"lmdesk/llama.cpp = {lc['interleaved_ours_ms'] / lc['interleaved_theirs_ms']:.2f}"),
         ]
+    if not args.no_gemma:
+        from real_models import gemma3_gguf
+
+        rows += real_file_rows("Gemma 3 270M Q4_K_M", gemma3_gguf(cache), t, args.decode_steps)
     st = startup_figures()
     if st is None:
         rows.append(("standalone app (dist/lmdesk)", "—", "not built, or no Xvfb: `pyinstaller build.spec`"))
