@@ -75,13 +75,9 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 # -- reading ----------------------------------------------------------------
 
 def open_gguf(path: Path) -> GGUFReader:
+    """The whole file parsed (slow for a large vocabulary): call
+    :func:`check_gguf_file` first, which has seen that it is a GGUF file."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelImportError(f"There is no file at {path}.")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != b"GGUF":
-        raise ModelImportError(f"{path.name} is not a GGUF model file (it does not start with the GGUF signature).")
     try:
         reader = GGUFReader(path)
         # touching every tensor's extent finds a truncated file now, not later
@@ -89,8 +85,6 @@ def open_gguf(path: Path) -> GGUFReader:
         for t in reader.tensors:
             if t.data_offset + t.n_bytes > size:
                 raise ValueError("tensor data past the end of the file")
-    except ModelImportError:
-        raise
     except Exception as exc:  # the gguf reader raises many kinds on a damaged file
         raise ModelImportError(
             f"{path.name} is damaged or incomplete and cannot be read as a GGUF file ({exc})."
