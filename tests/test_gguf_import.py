@@ -443,22 +443,40 @@ def test_unsupported_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     src = write_tiny_gguf(tmp_path / "tiny.gguf", arch="mamba")
 
-    def no_slow_reading(*args, **kwargs):
-        raise AssertionError("the whole file was parsed before its architecture was checked")
+    def no_slow_work(*args, **kwargs):
+        raise AssertionError("the tokenizer was built before the architecture was checked")
 
-    monkeypatch.setattr(gguf_import, "GGUFReader", no_slow_reading)
+    monkeypatch.setattr(gguf_import, "tokenizer_from_gguf", no_slow_work)
     with pytest.raises(ModelImportError, match="'mamba' model; lmdesk can import these architectures: "
                                                 "gemma, gemma2, gemma3, llama, qwen2, qwen3[.]$") as err:
         import_gguf(src, tmp_path / "out")
     _one_sentence(str(err.value))
 
 
-def test_the_header_is_read_without_the_vocabulary(tmp_path: Path) -> None:
-    from lmdesk.convert.gguf_import import peek_gguf
+@pytest.mark.parametrize("case", ["f32-gqa2", "q4_k-q8_0-embed", "gemma3-window-qk-norm", "bf16-mha"])
+def test_the_gguf_reader_reads_what_gguf_reads(tmp_path: Path, case: str) -> None:
+    """lmdesk's own reader against gguf's: every entry's value and every tensor, byte for byte."""
+    from lmdesk.convert.gguf_file import GGUFFile
 
-    src = write_tiny_gguf(tmp_path / "tiny.gguf", arch="qwen3", extra_metadata={"split.count": 1})
-    assert peek_gguf(src, ("general.architecture", "qwen3.block_count", "split.count")) == {
-        "general.architecture": "qwen3", "qwen3.block_count": 2, "split.count": 1}
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", **TINY_CASES[case])
+    theirs, ours = gguf.GGUFReader(src), GGUFFile(src)
+    assert {k for k in theirs.fields if not k.startswith("GGUF.")} == set(ours.fields)
+    for key, field in ours.fields.items():
+        assert field.contents() == theirs.fields[key].contents(), key
+    assert len(ours.tensors) == len(theirs.tensors) > 10
+    for a, b in zip(theirs.tensors, ours.tensors):
+        assert (b.name, b.tensor_type, b.shape, b.n_bytes, b.data_offset) == (
+            a.name, a.tensor_type, tuple(int(x) for x in a.shape), int(a.n_bytes), int(a.data_offset))
+        assert b.data.dtype == a.data.dtype and b.data.shape == a.data.shape and np.array_equal(b.data, a.data)
+
+
+def test_a_cut_header_is_one_sentence(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(src.read_bytes()[:3000])
+    with pytest.raises(ModelImportError, match="damaged or incomplete") as err:
+        import_gguf(cut, tmp_path / "out")
+    _one_sentence(str(err.value))
 
 
 def test_a_part_of_a_split_download_says_so(tmp_path: Path) -> None:
