@@ -216,28 +216,27 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
     embd = get("token_embd.weight")
     embed = repack_embedding(embd.data, embd.tensor_type, (cfg.vocab_size, d))
     _check_finite(embed.scales if isinstance(embed, Int8Embedding) else embed, "token_embd.weight", path)
-    layers = []
-    for i in range(cfg.n_layer):
+    def layer(i: int) -> LayerWeights:
         tick(f"Converting layer {i + 1} of {cfg.n_layer}")
         b = f"blk.{i}"
-        layers.append(
-            LayerWeights(
-                attn_norm=vector(f"{b}.attn_norm.weight", d),
-                qkv_bias=qkv_bias(b),
-                q=linear(f"{b}.attn_q.weight", cfg.n_head * hd, d),
-                k=linear(f"{b}.attn_k.weight", cfg.n_head_kv * hd, d),
-                v=linear(f"{b}.attn_v.weight", cfg.n_head_kv * hd, d),
-                o=linear(f"{b}.attn_output.weight", d, cfg.n_head * hd),
-                ffn_norm=vector(f"{b}.ffn_norm.weight", d),
-                gate=linear(f"{b}.ffn_gate.weight", cfg.d_ff, d),
-                up=linear(f"{b}.ffn_up.weight", cfg.d_ff, d),
-                down=linear(f"{b}.ffn_down.weight", d, cfg.d_ff),
-                q_norm=vector(f"{b}.attn_q_norm.weight", hd) if spec.qk_norm else None,
-                k_norm=vector(f"{b}.attn_k_norm.weight", hd) if spec.qk_norm else None,
-                post_attn_norm=vector(f"{b}.post_attention_norm.weight", d) if spec.post_norms else None,
-                post_ffn_norm=vector(f"{b}.post_ffw_norm.weight", d) if spec.post_norms else None,
-            )
+        return LayerWeights(
+            attn_norm=vector(f"{b}.attn_norm.weight", d),
+            qkv_bias=qkv_bias(b),
+            q=linear(f"{b}.attn_q.weight", cfg.n_head * hd, d),
+            k=linear(f"{b}.attn_k.weight", cfg.n_head_kv * hd, d),
+            v=linear(f"{b}.attn_v.weight", cfg.n_head_kv * hd, d),
+            o=linear(f"{b}.attn_output.weight", d, cfg.n_head * hd),
+            ffn_norm=vector(f"{b}.ffn_norm.weight", d),
+            gate=linear(f"{b}.ffn_gate.weight", cfg.d_ff, d),
+            up=linear(f"{b}.ffn_up.weight", cfg.d_ff, d),
+            down=linear(f"{b}.ffn_down.weight", d, cfg.d_ff),
+            q_norm=vector(f"{b}.attn_q_norm.weight", hd) if spec.qk_norm else None,
+            k_norm=vector(f"{b}.attn_k_norm.weight", hd) if spec.qk_norm else None,
+            post_attn_norm=vector(f"{b}.post_attention_norm.weight", d) if spec.post_norms else None,
+            post_ffn_norm=vector(f"{b}.post_ffw_norm.weight", d) if spec.post_norms else None,
         )
+
+    layers = (layer(i) for i in range(cfg.n_layer))  # repacked as the graph builder reaches each
     if "output.weight" in tensors:
         output: LinearWeight | None = linear("output.weight", cfg.vocab_size, d)
     elif embd.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K) and not isinstance(embed, Int8Embedding):
@@ -348,11 +347,6 @@ def import_gguf(
         done[0] += 1
         step(0.05 + 0.6 * done[0] / n_steps, message)
 
-    weights = _weights(tensors, cfg, spec, src, tick)
-    step(0.7, "Building the ONNX graph")
-    model = build_decoder(cfg, weights)
-    del weights
-
     vocab_tokens = list(_require(reader, "tokenizer.ggml.tokens", src))
     special = set(tok.special_ids)
     kinds = Counter(t.tensor_type.name for t in reader.tensors)
@@ -390,11 +384,14 @@ def import_gguf(
                   "chat_template": CHAT_TEMPLATE_FILE if tok.chat_template else None},
     }
 
-    step(0.75, "Writing the model folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=parent))
     try:
-        onnx.save_model(model, tmp / MODEL_FILE, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=WEIGHTS_FILE, size_threshold=1024)
+        # streaming: each weight goes to model.onnx.data as soon as it is repacked, and
+        # the layers are repacked one at a time as the graph reaches them
+        with open(tmp / WEIGHTS_FILE, "wb") as sink:
+            model = build_decoder(cfg, _weights(tensors, cfg, spec, src, tick), sink=sink, location=WEIGHTS_FILE)
+        step(0.75, "Writing the model folder")
+        onnx.save_model(model, tmp / MODEL_FILE)
         del model
         manifest["files"]["weights_bytes"] = (tmp / WEIGHTS_FILE).stat().st_size  # to recognise a cut-off copy
         step(0.95, "Writing the tokenizer")

@@ -18,11 +18,15 @@ Operators are those onnxruntime's CPU provider runs fused:
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import set_external_data
 
 from ..engine.model_format import ATTENTION_MASK, INPUT_IDS, LOGITS, past_key, past_value, present_key, present_value
 from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear, pack_pairs
@@ -78,7 +82,7 @@ class LayerWeights:
 @dataclass
 class DecoderWeights:
     embed: np.ndarray | Int8Embedding  # float32 [vocab, d_model], or 8-bit blocks
-    layers: list[LayerWeights]
+    layers: Iterable[LayerWeights]  # read once, in order (an iterator when streaming)
     out_norm: np.ndarray
     output: LinearWeight | None  # None: tied to the embedding (see _Builder.output_from_embedding)
     tied_pieces: bool = False  # tied to an 8-bit table: the product in 4-bit pieces made from the table itself
@@ -92,6 +96,11 @@ class _Graph:
     inits: list[onnx.TensorProto] = field(default_factory=list)
     _count: int = 0
     _consts: dict[tuple, str] = field(default_factory=dict)
+    # an open binary file, named ``location`` beside the graph: each initializer
+    # of 1 kB or more is written there as soon as it is made (onnx's own rule and
+    # order, so the file is the one onnx.save_model would write), not kept
+    sink: BinaryIO | None = None
+    location: str = ""
 
     def fresh(self, hint: str) -> str:
         self._count += 1
@@ -99,7 +108,14 @@ class _Graph:
 
     def init(self, name: str, array: np.ndarray) -> str:
         # asarray, not ascontiguousarray: a 0-d array stays a scalar (Range takes only scalars)
-        self.inits.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
+        tensor = numpy_helper.from_array(np.asarray(array, order="C"), name)
+        if self.sink is not None and sys.getsizeof(tensor.raw_data) >= 1024:
+            offset = self.sink.tell()
+            self.sink.write(tensor.raw_data)
+            set_external_data(tensor, self.location, offset, len(tensor.raw_data))
+            tensor.ClearField("raw_data")
+            tensor.data_location = TensorProto.EXTERNAL
+        self.inits.append(tensor)
         return name
 
     def init_compact(self, name: str, array: np.ndarray) -> str:
@@ -138,9 +154,9 @@ class _Graph:
 
 
 class _Builder:
-    def __init__(self, cfg: DecoderConfig) -> None:
+    def __init__(self, cfg: DecoderConfig, sink: BinaryIO | None = None, location: str = "") -> None:
         self.cfg = cfg
-        self.g = _Graph()
+        self.g = _Graph(sink=sink, location=location)
         self._embed8: tuple[str, str, int] | None = None
         self._tied_pieces: tuple[str, str, int] | None = None
         self._embed_table: str | None = None
@@ -380,7 +396,11 @@ class _Builder:
         g, cfg = self.g, self.cfg
         v, d, block = cfg.vocab_size, cfg.d_model, table.block
         u = table.data.reshape(v, d // block, block)
-        packed = np.concatenate([pack_pairs(u & 0x0F), pack_pairs(u >> 4)], axis=1)  # [V, 2 D/B, B/2]
+        packed = np.empty((v, 2 * d // block, block // 2), np.uint8)  # [V, 2 D/B, B/2], made in row slices
+        for r in range(0, v, 16384):
+            rows = u[r : r + 16384]
+            packed[r : r + 16384, : d // block] = pack_pairs(rows & 0x0F)
+            packed[r : r + 16384, d // block :] = pack_pairs(rows >> 4)
         pieces = g.init("token_embd.pieces", packed)
         scales = g.init_compact("token_embd.scales", table.scales)  # [V, D/B]
         self._tied_pieces = (pieces, scales, block)
@@ -440,6 +460,12 @@ class _Builder:
         return g.op1("DequantizeLinear", [data, scales, zero], "output_w", axis=1, block_size=block)
 
 
-def build_decoder(cfg: DecoderConfig, weights: DecoderWeights) -> onnx.ModelProto:
-    """The ONNX decoder for ``weights``; see the module text for its inputs and outputs."""
-    return _Builder(cfg).build(weights)
+def build_decoder(cfg: DecoderConfig, weights: DecoderWeights, *, sink: BinaryIO | None = None,
+                  location: str = "") -> onnx.ModelProto:
+    """The ONNX decoder for ``weights``; see the module text for its inputs and outputs.
+
+    With ``sink`` (a binary file to be named ``location`` beside the graph) the
+    weights are streamed there as they are made, and ``weights.layers`` may be
+    an iterator that repacks each layer only when the graph reaches it: a
+    model converts in little more memory than its largest tensor needs."""
+    return _Builder(cfg, sink, location).build(weights)

@@ -132,11 +132,10 @@ def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> I
     8 bits stay 8-bit; anything else is float32."""
     v, dim = shape
     ints = integer_blocks(raw, qtype, shape)
-    if ints is not None and ints.centre is not None:
-        u, scale, block = ints.u, ints.scale, ints.block
-        data = (u.astype(np.int16) - ints.centre + 128).reshape(v, dim)
-        if data.min() >= 0 and data.max() <= 255:
-            return Int8Embedding(data.astype(np.uint8), np.ascontiguousarray(scale), block)
+    if ints is not None and ints.centre is not None and ints.centre <= 128 and int(ints.u.max()) + 128 - ints.centre <= 255:
+        data = ints.u.reshape(v, dim)
+        data += np.uint8(128 - ints.centre)  # in place: the stored byte is q + 128
+        return Int8Embedding(data, np.ascontiguousarray(ints.scale), ints.block)
     return dequantize(raw, qtype, shape)
 
 
