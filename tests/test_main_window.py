@@ -518,3 +518,36 @@ def test_closing_keeps_the_document_for_next_time(qtbot, tiny_dir, tmp_path) -> 
     again.act_reopen_last.trigger()
     qtbot.waitUntil(lambda: [t.id for t in again.state.tokens] == ids, timeout=TIMEOUT)
     again.close()
+
+
+def test_open_model_imports_once_and_never_writes_over_a_folder(qtbot, win, tiny_dir, tmp_path, monkeypatch) -> None:
+    """File → Open model… with a GGUF file: imported into a new folder (a folder
+    of that name, even the one in use, is left as it was), opened from there;
+    the same file again opens that folder instead of importing it twice.
+    File → Models on this computer lists both, the one in use checked."""
+    from PySide6.QtWidgets import QFileDialog
+
+    places = tmp_path / "models"
+    monkeypatch.setenv("LMDESK_MODELS_DIR", str(places))
+    src = write_tiny_gguf(tmp_path / "lab.gguf", ctx=128, seed=5, n_layer=1)
+    taken = places / "lab"
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text("a teacher's notes", encoding="utf-8")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(src), ""))
+    run_op(qtbot, win, win.act_import.trigger, "import_gguf")
+    assert win.info.folder == str(places / "lab-2")
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    run_op(qtbot, win, win.act_import.trigger, "import_gguf")
+    assert win.info.folder == str(places / "lab-2")
+    assert sorted(p.name for p in places.iterdir()) == ["lab", "lab-2"]
+    assert "imported before" in win.status.text()
+
+    win.fill_models_menu()
+    entries = [(a.text(), a.isChecked()) for a in win.models_menu.actions()]
+    assert ("tiny-llama-1L-64d-seed5  (llama, lab-2)", True) in entries  # the one in use
+    assert [checked for _, checked in entries].count(True) == 1
+    assert not any("(llama, lab)" in text for text, _ in entries)  # the teacher's folder is no model
+    # a file inside a model folder opens that folder
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tiny_dir / "manifest.json"), ""))
+    run_op(qtbot, win, win.act_import.trigger, "load_model")
+    assert win.info.folder == str(tiny_dir)

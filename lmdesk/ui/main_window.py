@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
         v.addWidget(self.missing_text)
         row = QHBoxLayout()
         self.prepare_button = QPushButton("Prepare the default model")
-        self.import_button = QPushButton("Import a GGUF file…")
+        self.import_button = QPushButton("Open a GGUF model file…")
         self.open_button = QPushButton("Open a model folder…")
         for b in (self.prepare_button, self.import_button, self.open_button):
             row.addWidget(b)
@@ -333,8 +333,11 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         m = self.menuBar().addMenu("&File")
+        self.act_import = QAction("Open model…", self)
+        self.act_import.setToolTip("A GGUF file (imported once, then opened from its folder), "
+                                   "or the manifest.json / config.json of a model folder")
+        self.act_import.setShortcut(QKeySequence("Ctrl+Shift+O"))
         self.act_open = QAction("Open model folder…", self)
-        self.act_import = QAction("Import GGUF model…", self)
         self.act_prepare = QAction("Prepare the default model", self)
         self.act_score = QAction("Score a text file…", self)
         self.act_open_conv = QAction("Open conversation…", self)
@@ -349,7 +352,11 @@ class MainWindow(QMainWindow):
         for a in (self.act_open_conv, self.act_save_conv, self.act_reopen_last):
             m.addAction(a)
         m.addSeparator()
-        for a in (self.act_open, self.act_import, self.act_prepare, self.act_score):
+        for a in (self.act_import, self.act_open):
+            m.addAction(a)
+        self.models_menu = m.addMenu("Models on this computer")
+        self.models_menu.aboutToShow.connect(self.fill_models_menu)
+        for a in (self.act_prepare, self.act_score):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -495,9 +502,39 @@ class MainWindow(QMainWindow):
         self.position = None
 
     def do_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a model", "",
+            "Models (*.gguf manifest.json config.json);;GGUF models (*.gguf);;All files (*)")
         if path:
-            self.send("import_gguf", path)
+            self.open_model_path(path)
+
+    def open_model_path(self, path: str) -> None:
+        """A GGUF file is imported (or opened where it was imported before); a
+        file of a model folder, or the folder itself, opens that folder."""
+        p = Path(path)
+        if p.suffix.lower() == ".gguf":
+            self.send("import_gguf", str(p))
+        elif p.is_file():
+            self.send("load_model", str(p.parent))
+        else:
+            self.send("load_model", str(p))
+
+    def fill_models_menu(self) -> None:
+        """File → Models on this computer: every model folder in the model places."""
+        from ..engine.model_library import installed_models
+
+        self.models_menu.clear()
+        current = Path(self.info.folder).resolve() if self.info else None
+        entries = installed_models()
+        for entry in entries:
+            act = self.models_menu.addAction(f"{entry.name}  ({entry.architecture}, {entry.folder.name})")
+            act.setCheckable(True)
+            act.setChecked(entry.folder.resolve() == current)
+            act.setEnabled(not self.busy)
+            act.triggered.connect(lambda _=False, folder=str(entry.folder): self.send("load_model", folder))
+        if not entries:
+            none = self.models_menu.addAction("No model folders yet: File → Open model… imports a GGUF file")
+            none.setEnabled(False)
 
     def do_open_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a model folder")

@@ -185,16 +185,29 @@ class EngineWorker(QObject):
         self._op_load_model(str(folder))
 
     def _op_import_gguf(self, path: str) -> None:
-        from ..convert.gguf_import import import_gguf
+        """Import a GGUF file into a new folder and load it. A file imported
+        before (the same sha256, by this converter) is loaded from its folder;
+        an import never writes over a folder, least of all the one in use."""
+        from ..convert.gguf_import import import_gguf, sha256_file
+        from ..engine.model_library import converted_before, free_folder
         from ..engine.paths import model_dirs, writable
 
         src = Path(path)
+        if not src.is_file():
+            raise LmdeskError(f"There is no file at {src}.")
         base = next((d for d in model_dirs() if writable(d)), None)
         if base is None:
             raise LmdeskError("No folder is writable for the imported model.")
-        out = base / src.name.removesuffix(".gguf")
-        result = import_gguf(src, out, progress=lambda f, m: self.progress.emit(f, m),
-                             should_cancel=self._should_cancel, overwrite=True)
+        self.progress.emit(-1.0, f"Checking {src.name}")
+        digest = sha256_file(src)
+        before = converted_before(digest)
+        if before is not None:
+            self._op_load_model(str(before.folder))
+            self.notice.emit(f"{src.name} was imported before: opened {before.folder}.")
+            return
+        result = import_gguf(src, free_folder(base, src.name.removesuffix(".gguf")),
+                             progress=lambda f, m: self.progress.emit(f, m), should_cancel=self._should_cancel,
+                             source_sha256=digest)
         self._op_load_model(str(result.folder))
 
     # -- document edits ------------------------------------------------------------------------
