@@ -57,7 +57,8 @@ def _cmd_import_gguf(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_dirs()[0] / src.name.removesuffix(".gguf")
     progress = _TerminalProgress()
     try:
-        result = import_gguf(src, out, progress=progress, accuracy_level=4 if args.fast else 0, overwrite=args.force)
+        result = import_gguf(src, out, progress=progress, accuracy_level=4 if args.fast else 0, overwrite=args.force,
+                             chat_template=_template(args))
     finally:
         progress.close()
     m = result.manifest
@@ -102,7 +103,15 @@ def _load(args: argparse.Namespace):
     from .engine.model import LoadedModel
 
     folder = Path(args.model) if args.model else _default_model_folder()
-    return LoadedModel(folder, threads=args.threads)
+    return LoadedModel(folder, threads=args.threads, chat_template=_template(args))
+
+
+def _template(args: argparse.Namespace) -> str | None:
+    """The --chat-template file's source, checked to compile; None without the option."""
+    from .engine.chat_template import read_template_file
+
+    path = getattr(args, "chat_template", None)
+    return read_template_file(path) if path else None
 
 
 def _read_input(source: str) -> str:
@@ -261,7 +270,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_window(args: argparse.Namespace) -> int:
     from .ui.app import run
 
-    return run(model_folder=args.model, threads=args.threads)
+    return run(model_folder=args.model, threads=args.threads, chat_template=_template(args))
 
 
 def _model_options(p: argparse.ArgumentParser, top_level: bool = False) -> None:
@@ -269,6 +278,8 @@ def _model_options(p: argparse.ArgumentParser, top_level: bool = False) -> None:
     default = None if top_level else argparse.SUPPRESS
     p.add_argument("--model", default=default, help="a model folder (default: the prepared default model)")
     p.add_argument("--threads", type=int, default=default, help="CPU threads for the model (default: up to 4)")
+    p.add_argument("--chat-template", default=default, metavar="FILE.jinja",
+                   help="read conversations with this chat template instead of the model's own")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="the .gguf file")
     imp.add_argument("--out", help="the model folder to create (default: models/<file name>)")
     imp.add_argument("--force", action="store_true", help="replace the folder if it exists")
+    imp.add_argument("--chat-template", metavar="FILE.jinja",
+                     help="the model folder's chat template, instead of the GGUF file's (or for a file without one)")
     imp.add_argument("--fast", action="store_true",
                      help="int8 activations in 4-bit matrix products: faster, not exact (default: exact)")
     imp.set_defaults(func=_cmd_import_gguf)

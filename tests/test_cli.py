@@ -125,3 +125,39 @@ def test_the_smoke_test_passes_from_source(real_model_dir: Path) -> None:
                          timeout=300, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("lmdesk ") and "smoke test passed" in out.stdout and "→ ' Paris'" in out.stdout
+
+
+# a template of the teacher's own: every turn after its role in square brackets
+BRACKETS = ("{% for m in messages %}{{ '[[ ' + m['role'] + ' ]] ' + m['content'] + '\n' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '[[ assistant ]] ' }}{% endif %}")
+
+
+def test_a_chat_template_of_ones_own(tiny_dir: Path, tmp_path: Path) -> None:
+    """--chat-template FILE on a command that renders a conversation, and on
+    import-gguf, where the folder keeps it (with where it came from)."""
+    template = tmp_path / "brackets.jinja"
+    template.write_text(BRACKETS, encoding="utf-8")
+    proc = lmdesk("generate", "--model", str(tiny_dir), "--chat-template", str(template), "--chat",
+                  "--max-new-tokens", "1", "--temperature", "0", "--json", "hi")
+    assert proc.returncode == 0, proc.stderr.decode()
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    bracketed = len(tok.encode("[[ user ]] hi\n[[ assistant ]] ").ids)
+    chatml = len(tok.encode("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n").ids)
+    assert bracketed != chatml
+    assert json.loads(proc.stdout)["prompt_tokens"] == bracketed
+
+    out = tmp_path / "own"
+    proc = lmdesk("import-gguf", str(write_tiny_gguf(tmp_path / "t.gguf", ctx=128, chat_template=None)),
+                  "--out", str(out), "--chat-template", str(template))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (out / "chat_template.jinja").read_text(encoding="utf-8") == BRACKETS
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["chat_template_origin"] == "given at import"
+
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("{% for m in messages %}", encoding="utf-8")
+    assert_clear_error(lmdesk("score", "--model", str(tiny_dir), "--chat-template", str(bad), "-", stdin=b"x"),
+                       "chat template is not valid")
+    assert_clear_error(lmdesk("score", "--model", str(tiny_dir), "--chat-template", str(tmp_path / "none.jinja"),
+                              "-", stdin=b"x"), "There is no chat template file")

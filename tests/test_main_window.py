@@ -551,3 +551,47 @@ def test_open_model_imports_once_and_never_writes_over_a_folder(qtbot, win, tiny
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tiny_dir / "manifest.json"), ""))
     run_op(qtbot, win, win.act_import.trigger, "load_model")
     assert win.info.folder == str(tiny_dir)
+
+
+def test_a_model_without_a_chat_template_gets_its_family_format_in_one_click(qtbot, tmp_path) -> None:
+    """A GGUF without a template (as Gemma 3 270M's) reads plain text, says so,
+    and offers its family's chat format; one click and End Turn wraps the
+    message in the family's markers, and the folder keeps the format."""
+    from lmdesk.engine.model import LoadedModel
+
+    folder = tmp_path / "base"
+    import_gguf(write_tiny_gguf(tmp_path / "base.gguf", ctx=128, seed=4, chat_template=None), folder)
+    assert not (folder / "chat_template.jinja").exists()
+    win = open_window(qtbot, folder)
+    try:
+        assert not win.info.has_template
+        assert win.template_button.isVisible()
+        assert win.template_button.text() == "Use the ChatML (Qwen, SmolLM) chat format"
+        assert "has no chat template, so it reads plain text" in win.status.text()
+        run_op(qtbot, win, win.template_button.click, "use_family_template")
+        assert win.info.has_template and not win.template_button.isVisible()
+        assert "kept with the model" in win.status.text()
+        end_turn(qtbot, win, "hi there")
+        shown = win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False)
+        assert shown == "<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\n"
+    finally:
+        win.close()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["files"]["chat_template"] == "chat_template.jinja"
+    assert "ChatML" in manifest["chat_template_origin"]
+    assert LoadedModel(folder, threads=1).chat_template == (folder / "chat_template.jinja").read_text(encoding="utf-8")
+
+
+def test_family_formats_are_offered_by_architecture_and_vocabulary() -> None:
+    from lmdesk.engine.chat_template import ChatTemplate, Message
+    from lmdesk.engine.family_templates import suggest
+
+    gemma_vocab = {"<bos>", "<start_of_turn>", "<end_of_turn>"}
+    family = suggest("gemma3", gemma_vocab.__contains__)
+    assert family is not None and family.name == "gemma"
+    assert suggest("llama", gemma_vocab.__contains__).name == "gemma"  # the vocabulary decides in the end
+    assert suggest("gemma3", {"<bos>"}.__contains__) is None  # markers missing: nothing to offer
+    text = ChatTemplate(family.source, bos_token="<bos>").render(
+        [Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello!")],
+        add_generation_prompt=False)
+    assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"

@@ -294,6 +294,7 @@ def import_gguf(
     overwrite: bool = False,
     source_sha256: str | None = None,
     name: str | None = None,
+    chat_template: str | None = None,
 ) -> ImportResult:
     """Convert ``src`` (a GGUF file) into the model folder ``out_dir``.
 
@@ -301,7 +302,9 @@ def import_gguf(
     ``should_cancel()`` returning True stops the import with :class:`Cancelled`.
     Raises :class:`ModelImportError` with a one-sentence reason on bad input.
     ``source_sha256`` spares hashing the file again when the caller already did;
-    ``name`` replaces the name the file gives itself (``general.name``).
+    ``name`` replaces the name the file gives itself (``general.name``);
+    ``chat_template`` (jinja2 source) replaces the file's chat template, or
+    gives one to a file without.
     """
     started = time.perf_counter()
     src, out_dir = Path(src), Path(out_dir)
@@ -323,6 +326,9 @@ def import_gguf(
         tok = tokenizer_from_gguf(reader)
     except TokenizerImportError as exc:
         raise ModelImportError(str(exc)) from exc
+    template = chat_template if chat_template is not None else tok.chat_template
+    template_origin = ("given at import" if chat_template is not None
+                       else "the GGUF file" if tok.chat_template else None)
 
     parent = out_dir.parent
     try:
@@ -381,7 +387,8 @@ def import_gguf(
         "converter": {"name": "lmdesk import-gguf", "version": __version__, "revision": CONVERTER_REVISION,
                       "onnx": onnx.__version__},
         "files": {"model": MODEL_FILE, "weights": WEIGHTS_FILE, "tokenizer": TOKENIZER_FILE,
-                  "chat_template": CHAT_TEMPLATE_FILE if tok.chat_template else None},
+                  "chat_template": CHAT_TEMPLATE_FILE if template else None},
+        "chat_template_origin": template_origin,
     }
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=parent))
@@ -396,8 +403,8 @@ def import_gguf(
         manifest["files"]["weights_bytes"] = (tmp / WEIGHTS_FILE).stat().st_size  # to recognise a cut-off copy
         step(0.95, "Writing the tokenizer")
         (tmp / TOKENIZER_FILE).write_text(tok.tokenizer_json, encoding="utf-8")
-        if tok.chat_template:
-            (tmp / CHAT_TEMPLATE_FILE).write_text(tok.chat_template, encoding="utf-8")
+        if template:
+            (tmp / CHAT_TEMPLATE_FILE).write_text(template, encoding="utf-8")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         step(0.99, "Finishing")
         os.chmod(tmp, 0o755)  # mkdtemp made it private; a model folder is readable like any other

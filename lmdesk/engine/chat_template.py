@@ -63,6 +63,24 @@ class ChatTemplate:
             raise ChatTemplateError(f"The model's chat template failed on this conversation ({exc}).") from exc
 
 
+def read_template_file(path) -> str:
+    """The jinja2 source of a chat template file, checked to compile: a file
+    that cannot be read or is not a template is one sentence."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ChatTemplateError(f"There is no chat template file at {path}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatTemplateError(f"The chat template file {path} cannot be read as UTF-8 text ({exc}).") from exc
+    if not source.strip():
+        raise ChatTemplateError(f"The chat template file {path} is empty.")
+    ChatTemplate(source)  # a template that does not compile says so now
+    return source
+
+
 _SENTINEL = "\u2063lmdesk-content\u2063"
 
 

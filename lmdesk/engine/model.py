@@ -59,7 +59,9 @@ class LoadedModel:
     """A model folder (lmdesk's own or a Hugging Face ONNX export) loaded for
     inference on the CPU."""
 
-    def __init__(self, folder: Path | str, *, threads: int | None = None) -> None:
+    def __init__(self, folder: Path | str, *, threads: int | None = None, chat_template: str | None = None) -> None:
+        """``chat_template``: jinja2 source used instead of the folder's own (or
+        for a folder that has none)."""
         self.spec = spec = read_model_folder(folder)
         self.folder = spec.folder
         self.manifest = spec.manifest
@@ -72,7 +74,7 @@ class LoadedModel:
         self.special_ids = spec.special_ids
         self.eos_id = spec.eos_id
         self.bos_id = spec.bos_id
-        self.chat_template = spec.chat_template
+        self.chat_template = chat_template if chat_template is not None else spec.chat_template
         self._kv_dtype = np.dtype(spec.kv_dtype)
         try:
             self.tokenizer = Tokenizer.from_file(str(spec.tokenizer_path))

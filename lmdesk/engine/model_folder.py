@@ -695,3 +695,25 @@ def _read_graph_header(path: Path, folder: Path):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             external |= {e.value for e in t.external_data if e.key == "location"}
     return list(g.input), list(g.output), {t.name for t in g.initializer}, external
+
+
+def save_chat_template(folder: Path | str, source: str, origin: str) -> None:
+    """Keep ``source`` as the chat template of the lmdesk model folder
+    ``folder`` (``chat_template.jinja``, named in its manifest with where it
+    came from); one sentence if the folder cannot take it."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    manifest = _read_json(manifest_path, "model description")
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        _fail(f"{folder} is not an lmdesk model folder, so the chat template cannot be kept in it.")
+    files = manifest.setdefault("files", {})
+    files["chat_template"] = CHAT_TEMPLATE_FILE
+    manifest["chat_template_origin"] = origin
+    try:
+        for name, text in ((CHAT_TEMPLATE_FILE, source),
+                           (MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")):
+            part = folder / f".{name}.part"
+            part.write_text(text, encoding="utf-8")
+            part.replace(folder / name)
+    except OSError as exc:
+        _fail(f"The chat template cannot be kept in {folder} ({exc.strerror or exc}); it is used until lmdesk closes.")

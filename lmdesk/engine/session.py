@@ -363,6 +363,16 @@ class Session:
             raise EditError("The document does not end in an assistant reply.")
         self.truncate(start)
 
+    def use_template(self, source: str) -> None:
+        """Read conversations with the chat template ``source`` from now on (a
+        model whose file has none, or a teacher's own); a document in progress
+        stays as it is."""
+        template = ChatTemplate(source, bos_token=self.model.spec.bos_token, eos_token=self.model.spec.eos_token)
+        self.template = template
+        self.model.chat_template = source
+        self.default_system_prompt = default_system_prompt(template)
+        self.system_prompt = self.default_system_prompt
+
     def set_system_prompt(self, text: str | None) -> None:
         """Use ``text`` as the system prompt; in a conversation already under
         way, the system message is rewritten and everything after it recomputed

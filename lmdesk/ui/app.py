@@ -33,7 +33,7 @@ def application_icon():
     return QIcon(str(resources_dir() / ICON))
 
 
-def run(model_folder: str | None = None, threads: int | None = None) -> int:
+def run(model_folder: str | None = None, threads: int | None = None, chat_template: str | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .fonts import install_fallback_fonts
@@ -46,7 +46,7 @@ def run(model_folder: str | None = None, threads: int | None = None) -> int:
     app.setApplicationVersion(__version__)
     app.setWindowIcon(application_icon())
     install_fallback_fonts()
-    window = MainWindow(model_folder=model_folder, threads=threads,
+    window = MainWindow(model_folder=model_folder, threads=threads, chat_template=chat_template,
                         keep_last=user_data_dir() / "last-conversation.lmdesk.json")
     window.show()
     return app.exec()

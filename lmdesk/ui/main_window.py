@@ -119,7 +119,8 @@ class MainWindow(QMainWindow):
     stateShown = Signal(object)  # an EngineState, after the window has drawn it (UI thread)
 
     def __init__(self, *, model_folder: str | None = None, threads: int | None = None,
-                 client: EngineClient | None = None, keep_last: Path | None = None) -> None:
+                 client: EngineClient | None = None, keep_last: Path | None = None,
+                 chat_template: str | None = None) -> None:
         super().__init__()
         # where the document is kept when the window closes (the app passes a
         # file in the user's data folder; tests and tools pass nothing)
@@ -141,7 +142,7 @@ class MainWindow(QMainWindow):
         self.apply_theme(self.theme)
         self._set_enabled()
         self.resize(1280, 800)
-        self.client.send("load_model", model_folder, threads)
+        self.client.send("load_model", model_folder, threads, chat_template)
 
     # -- building ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -152,6 +153,10 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("Loading the model…")
         self.model_label.setWordWrap(True)
         lv.addWidget(self.model_label)
+        # a model whose file has no chat template: its family's format, one click away
+        self.template_button = QPushButton("")
+        self.template_button.setVisible(False)
+        lv.addWidget(self.template_button)
 
         srow = QHBoxLayout()
         srow.addWidget(QLabel("System prompt"), 1)
@@ -427,6 +432,7 @@ class MainWindow(QMainWindow):
         self.dist.candidateClicked.connect(self.on_candidate)
 
         self.prepare_button.clicked.connect(lambda: self.send("prepare_default"))
+        self.template_button.clicked.connect(self.do_use_family_template)
         self.act_prepare.triggered.connect(lambda: self.send("prepare_default"))
         self.import_button.clicked.connect(self.do_import)
         self.act_import.triggered.connect(self.do_import)
@@ -508,6 +514,10 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model_path(path)
 
+    def do_use_family_template(self) -> None:
+        if self.info is not None and self.info.suggested_template is not None:
+            self.send("use_family_template", self.info.suggested_template[0])
+
     def open_model_path(self, path: str) -> None:
         """A GGUF file is imported (or opened where it was imported before); a
         file of a model folder, or the folder itself, opens that folder."""
@@ -581,6 +591,13 @@ class MainWindow(QMainWindow):
         self.system_edit.setPlainText(info.default_system_prompt or "")
         self.system_edit.setEnabled(info.has_template)
         self.status.setText(f"{info.name} is ready.")
+        self.template_button.setVisible(info.suggested_template is not None)
+        if info.suggested_template is not None:
+            self.template_button.setText(f"Use the {info.suggested_template[1]} chat format")
+            self.status.setText(f"{info.name} has no chat template, so it reads plain text. Its family's chat "
+                                f"format is one click away: “Use the {info.suggested_template[1]} chat format”.")
+        elif not info.has_template:
+            self.status.setText(f"{info.name} has no chat template, so it reads plain text.")
         if self.keep_last is not None and self.keep_last.is_file() and not self.state.tokens:
             self.act_reopen_last.setVisible(True)
             self.status.setText(f"{info.name} is ready. The conversation from last time was kept: "
@@ -657,7 +674,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_open, self.act_import, self.act_prepare, self.act_score, self.act_open_conv,
                   self.act_save_conv, self.act_reopen_last):
             a.setEnabled(not self.busy)
-        for b in (self.prepare_button, self.import_button, self.open_button):
+        for b in (self.prepare_button, self.import_button, self.open_button, self.template_button):
             b.setEnabled(not self.busy)
 
     # -- positions, spans, candidates ------------------------------------------------------------

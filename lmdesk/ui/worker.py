@@ -37,6 +37,8 @@ class ModelInfo:
     default_system_prompt: str | None
     tokenizer: object  # a tokenizers.Tokenizer: read-only use from any thread is safe
     special_ids: frozenset[int]
+    architecture: str = "?"
+    suggested_template: tuple[str, str] | None = None  # (name, label) of a family format, for a model without one
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class EngineWorker(QObject):
         return self.session
 
     # -- model ----------------------------------------------------------------------------------
-    def _op_load_model(self, folder: str | None, threads: int | None = None) -> None:
+    def _op_load_model(self, folder: str | None, threads: int | None = None, chat_template: str | None = None) -> None:
         from ..engine.default_model import find_default_model
         from ..engine.model import LoadedModel
 
@@ -148,17 +150,46 @@ class EngineWorker(QObject):
                 return
             folder = str(found)
         self.progress.emit(-1.0, f"Loading the model from {folder}")
-        model = LoadedModel(folder, threads=threads)
+        model = LoadedModel(folder, threads=threads, chat_template=chat_template)
         old = self.session
         self.session = Session(model, top_k=TOP_K_STORED)
         self._last_ids = []
-        self.modelLoaded.emit(
-            ModelInfo(model.name, str(model.folder), model.context_length, model.vocab_size,
-                      self.session.template is not None, self.session.default_system_prompt,
-                      model.tokenizer, model.special_ids)
-        )
+        self._announce()
         if old is not None and old.doc.tokens:
             self.notice.emit(self._carry_over(old, self.session))
+
+    def _announce(self) -> None:
+        from ..engine import family_templates
+
+        s = self._need()
+        model = s.model
+        architecture = str(model.manifest.get("architecture") or "?")
+        suggestion = None
+        if s.template is None:
+            family = family_templates.suggest(architecture, lambda t: model.tokenizer.token_to_id(t) is not None)
+            suggestion = (family.name, family.label) if family else None
+        self.modelLoaded.emit(
+            ModelInfo(model.name, str(model.folder), model.context_length, model.vocab_size,
+                      s.template is not None, s.default_system_prompt, model.tokenizer, model.special_ids,
+                      architecture, suggestion)
+        )
+
+    def _op_use_family_template(self, name: str) -> None:
+        """One click: the family's chat format for a model whose file has none,
+        kept in its folder for next time where the folder allows it."""
+        from ..engine import family_templates
+        from ..engine.model_folder import save_chat_template
+
+        s = self._need()
+        family = family_templates.by_name(name)
+        s.use_template(family.source)
+        self._announce()
+        try:
+            save_chat_template(s.model.folder, family.source, f"lmdesk's {family.label} format, chosen in the window")
+            kept = "kept with the model"
+        except LmdeskError as exc:
+            kept = str(exc)
+        self.notice.emit(f"{s.model.name} now reads conversations in the {family.label} chat format ({kept}).")
 
     def _carry_over(self, old: Session, new: Session) -> str:
         """Write the old model's conversation (or text) with the new model's
