@@ -348,3 +348,24 @@ def test_undo_restores_roles_when_ids_coincide(tiny_model: LoadedModel) -> None:
     assert s.doc.segment_of(0).role == "text"
     assert s.undo()
     assert s.doc.tokens == chat and s.doc.segment_of(0).role == "user"
+
+
+@pytest.mark.parametrize("template_writes_bos", [True, False])
+def test_one_bos_whether_the_template_writes_it_or_the_tokenizer_adds_it(tmp_path, template_writes_bos: bool) -> None:
+    """Gemma's and Llama 3's templates write the BOS themselves and their
+    tokenizers add one too: the conversation starts with exactly one."""
+    template = ("{{ bos_token if write else '' }}"
+                "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+                "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    template = template.replace("write", "true" if template_writes_bos else "false")
+    src = write_tiny_gguf(tmp_path / "bos.gguf", ctx=128, add_bos=True, chat_template=template)
+    import_gguf(src, tmp_path / "model")
+    model = LoadedModel(tmp_path / "model", threads=1)
+    assert model.tokenizer.encode("hi").ids[0] == model.bos_id == 0  # the tokenizer adds <|endoftext|>
+    s = Session(model)
+    s.end_turn("hi")
+    assert s.ids.count(model.bos_id) == 1 and s.ids[0] == model.bos_id
+    first = len(s.ids)
+    s.end_turn("again")
+    assert s.ids.count(model.bos_id) == 1 and len(s.ids) > first
+    assert s.text().startswith("<|endoftext|><|im_start|>user\nhi<|im_end|>")

@@ -217,6 +217,7 @@ def write_tiny_gguf(
     weight_scale: float | None = None,
     qkv_bias: bool = False,
     head_dim: int | None = None,
+    add_bos: bool = False,
 ) -> Path:
     """Write a tiny random llama GGUF model to ``path`` and return the path.
 
@@ -241,6 +242,7 @@ def write_tiny_gguf(
       ``{arch}`` in keys is formatted with the architecture name.
     * ``qkv_bias``: F32 biases on q, k and v (``blk.N.attn_{q,k,v}.bias``), as
       qwen2 files have them; large enough to move the logits visibly.
+    * ``add_bos``: the tokenizer puts ``<|endoftext|>`` (the BOS) before every text.
     * ``head_dim``: numbers per attention head (``{arch}.attention.key_length``
       and ``value_length``), when not ``d_model / n_head`` (Gemma's are wider).
     * ``arch`` decides the extra tensors of a block: per-head q/k norms for
@@ -296,7 +298,7 @@ def write_tiny_gguf(
     w.add_eos_token_id(2)  # <|im_end|>
     w.add_unk_token_id(0)
     w.add_pad_token_id(2)
-    w.add_add_bos_token(False)
+    w.add_add_bos_token(add_bos)
     w.add_add_eos_token(False)
     if chat_template is not None:
         w.add_chat_template(chat_template)

@@ -429,7 +429,11 @@ class Session:
             if not rendered.text.startswith(self.text(0, keep)):
                 keep, delta_from = 0, 0
         delta = rendered.text[delta_from:]
-        enc = self.model.tokenizer.encode(delta, add_special_tokens=(keep == 0))
+        # at the start the tokenizer adds its BOS, unless the template wrote one itself (Gemma's,
+        # Llama 3's): one BOS, as the model was trained, never two
+        bos = self.model.spec.bos_token
+        wrote_bos = bool(bos) and delta.startswith(bos)
+        enc = self.model.tokenizer.encode(delta, add_special_tokens=(keep == 0 and not wrote_bos))
         ids = list(enc.ids)
         self._check_room(len(ids) - (len(self.doc) - keep))
         self._snapshot()
