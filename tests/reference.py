@@ -36,6 +36,11 @@ Other families, as llama.cpp computes them (its graphs in src/models/):
   Scores are scaled by ``1/sqrt(head_dim)``, or ``1/sqrt(d_model/n_head)`` for
   the 27B models (46 layers for gemma2, 62 for gemma3).
 
+* ``phi3``: NEOX rotary; ``attn_qkv`` is q, k and v stacked (output rows
+  in that order), ``ffn_up`` the gate's rows then the up projection's; long-
+  context files: theta divided by ``rope_factors_short`` (the context used is
+  the original one) and cos/sin times ``rope.scaling.attn_factor``.
+
 Extras that are cheap to get right and also follow llama.cpp: optional
 ``rope_freqs.weight`` (per-frequency divisors, Llama-3.1 style), ``linear``
 rope scaling (``{arch}.rope.scaling.factor``), ``{arch}.attention.key_length``
@@ -68,7 +73,8 @@ def read_gguf_metadata(reader: gguf.GGUFReader) -> dict:
     return out
 
 
-ARCH_ROPE = {"llama": "normal", "qwen2": "neox", "qwen3": "neox", "gemma": "neox", "gemma2": "neox", "gemma3": "neox"}
+ARCH_ROPE = {"llama": "normal", "qwen2": "neox", "qwen3": "neox", "gemma": "neox", "gemma2": "neox", "gemma3": "neox",
+             "phi3": "neox"}
 GEMMA = ("gemma", "gemma2", "gemma3")
 
 
@@ -164,6 +170,18 @@ class ReferenceModel:
             self.tensor_types[t.name] = t.tensor_type
             self.tensor_gguf_shapes[t.name] = gshape
 
+        if self.arch == "phi3":  # fused matrices, split into llama's names
+            nq, nkv = self.n_head * self.head_dim, self.n_head_kv * self.head_dim
+            for L in range(self.n_layer):
+                p = f"blk.{L}."
+                qkv = self.tensors.pop(p + "attn_qkv.weight")
+                self.tensors[p + "attn_q.weight"] = qkv[:nq]
+                self.tensors[p + "attn_k.weight"] = qkv[nq:nq + nkv]
+                self.tensors[p + "attn_v.weight"] = qkv[nq + nkv:]
+                gate_up = self.tensors.pop(p + "ffn_up.weight")
+                self.tensors[p + "ffn_gate.weight"] = gate_up[: self.d_ff]
+                self.tensors[p + "ffn_up.weight"] = gate_up[self.d_ff :]
+
         tok = self.tensors["token_embd.weight"]
         self.vocab_size = tok.shape[0]
         if tok.shape != (self.vocab_size, self.d_model):
@@ -174,9 +192,13 @@ class ReferenceModel:
         # Precompute rope inverse frequencies (float64).
         i = np.arange(self.rope_dim // 2, dtype=np.float64)
         inv_freq = self.rope_base ** (-2.0 * i / self.rope_dim)
+        self.mscale = 1.0
         if "rope_freqs.weight" in self.tensors:
             ff = self.tensors["rope_freqs.weight"].astype(np.float64).reshape(-1)[: self.rope_dim // 2]
             inv_freq = inv_freq / ff
+        elif "rope_factors_short.weight" in self.tensors:  # phi3 long-context, within the original context
+            inv_freq = inv_freq / self.tensors["rope_factors_short.weight"].astype(np.float64).reshape(-1)
+            self.mscale = float(get("rope.scaling.attn_factor", 1.0))
         self.inv_freq = inv_freq * self.rope_freq_scale
         # gemma3's sliding-window layers: their own base, no scaling, no factors
         self.inv_freq_swa = 10000.0 ** (-2.0 * i / self.rope_dim) if self.arch == "gemma3" else self.inv_freq
@@ -225,8 +247,8 @@ class ReferenceModel:
         x = np.array(x, dtype=np.float64, copy=True)
         inv_freq = self.inv_freq if inv_freq is None else inv_freq
         ang = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # [T, rope_dim/2]
-        cos = np.cos(ang)[:, None, :]
-        sin = np.sin(ang)[:, None, :]
+        cos = np.cos(ang)[:, None, :] * self.mscale
+        sin = np.sin(ang)[:, None, :] * self.mscale
         r = self.rope_dim
         if self.rope_mode == "normal":
             x0 = x[..., 0:r:2].copy()

@@ -58,6 +58,9 @@ TINY_CASES = {
     "gemma2-window-softcaps": dict(arch="gemma2", weight_type=Q.Q4_0, n_layer=3, extra_metadata={
         "{arch}.attention.sliding_window": 6, "{arch}.attn_logit_softcapping": 2.0,
         "{arch}.final_logit_softcapping": 3.0}),
+    "phi3-fused": dict(arch="phi3", weight_type=Q.Q4_K, d_model=256, d_ff=512, tied=False, output_type=Q.Q6_K),
+    "phi3-longrope": dict(arch="phi3", weight_type=Q.Q8_0, tied=False, rope_factors=True, ctx=4096, extra_metadata={
+        "{arch}.rope.scaling.original_context_length": 128, "{arch}.rope.scaling.attn_factor": 1.19}),
     "gemma3-window-qk-norm": dict(arch="gemma3", weight_type=Q.Q5_0, embed_type=Q.Q8_0, n_layer=7, head_dim=32,
                                   n_head=4, n_head_kv=1, rope_base=1e6,
                                   extra_metadata={"{arch}.attention.sliding_window": 5}),
@@ -448,7 +451,7 @@ def test_unsupported_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(gguf_import, "tokenizer_from_gguf", no_slow_work)
     with pytest.raises(ModelImportError, match="'mamba' model; lmdesk can import these architectures: "
-                                                "gemma, gemma2, gemma3, llama, qwen2, qwen3[.]$") as err:
+                                                "gemma, gemma2, gemma3, llama, phi3, qwen2, qwen3[.]$") as err:
         import_gguf(src, tmp_path / "out")
     _one_sentence(str(err.value))
 
@@ -636,3 +639,10 @@ def test_default_model_prepares_from_the_gguf(real_gguf: Path, tmp_path: Path) -
     assert default_model.is_model_folder(folder)
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 30
     assert [p.name for p in (tmp_path / "models").iterdir()] == [default_model.FOLDER_NAME]
+
+
+def test_a_long_context_phi3_runs_within_its_original_context(tmp_path: Path) -> None:
+    _, out = _import(tmp_path, **TINY_CASES["phi3-longrope"])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["context_length"] == 128  # rope.scaling.original_context_length, not the file's 4096
+    assert manifest["architecture"] == "phi3"

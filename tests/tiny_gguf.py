@@ -112,6 +112,7 @@ SUPPORTED_TYPES = (
 # What each architecture's blocks have besides llama's (as llama.cpp loads them).
 QK_NORM_ARCHS = ("qwen3", "gemma3")
 POST_NORM_ARCHS = ("gemma2", "gemma3")
+FUSED_ARCHS = ("phi3",)
 
 
 def _add_weight(writer: gguf.GGUFWriter, name: str, arr: np.ndarray, qtype: GGMLQuantizationType) -> None:
@@ -218,6 +219,7 @@ def write_tiny_gguf(
     qkv_bias: bool = False,
     head_dim: int | None = None,
     add_bos: bool = False,
+    rope_factors: bool = False,
 ) -> Path:
     """Write a tiny random llama GGUF model to ``path`` and return the path.
 
@@ -242,6 +244,8 @@ def write_tiny_gguf(
       ``{arch}`` in keys is formatted with the architecture name.
     * ``qkv_bias``: F32 biases on q, k and v (``blk.N.attn_{q,k,v}.bias``), as
       qwen2 files have them; large enough to move the logits visibly.
+    * ``rope_factors``: Phi-3 long-context divisors ``rope_factors_short`` /
+      ``rope_factors_long`` (F32, 1 … 3) beside the weights.
     * ``add_bos``: the tokenizer puts ``<|endoftext|>`` (the BOS) before every text.
     * ``head_dim``: numbers per attention head (``{arch}.attention.key_length``
       and ``value_length``), when not ``d_model / n_head`` (Gemma's are wider).
@@ -320,9 +324,13 @@ def write_tiny_gguf(
     for L in range(n_layer):
         p = f"blk.{L}."
         _add_weight(w, p + "attn_norm.weight", norm(d_model), GGMLQuantizationType.F32)
-        _add_weight(w, p + "attn_q.weight", mat(n_head * head_dim, d_model, 2.5), weight_type)
-        _add_weight(w, p + "attn_k.weight", mat(n_head_kv * head_dim, d_model, 2.5), weight_type)
-        _add_weight(w, p + "attn_v.weight", mat(n_head_kv * head_dim, d_model), weight_type)
+        q, k, v = mat(n_head * head_dim, d_model, 2.5), mat(n_head_kv * head_dim, d_model, 2.5), mat(n_head_kv * head_dim, d_model)
+        if arch in FUSED_ARCHS:  # phi3: one matrix, q then k then v
+            _add_weight(w, p + "attn_qkv.weight", np.concatenate([q, k, v]), weight_type)
+        else:
+            _add_weight(w, p + "attn_q.weight", q, weight_type)
+            _add_weight(w, p + "attn_k.weight", k, weight_type)
+            _add_weight(w, p + "attn_v.weight", v, weight_type)
         if qkv_bias:
             for name, n in (("q", n_head), ("k", n_head_kv), ("v", n_head_kv)):
                 bias = rng.normal(0.0, 0.5, size=(n * head_dim,)).astype(np.float32)
@@ -332,13 +340,21 @@ def write_tiny_gguf(
             _add_weight(w, p + "attn_k_norm.weight", norm(head_dim), GGMLQuantizationType.F32)
         _add_weight(w, p + "attn_output.weight", mat(d_model, n_head * head_dim, 5.0), weight_type)
         _add_weight(w, p + "ffn_norm.weight", norm(d_model), GGMLQuantizationType.F32)
-        _add_weight(w, p + "ffn_gate.weight", mat(d_ff, d_model), weight_type)
-        _add_weight(w, p + "ffn_up.weight", mat(d_ff, d_model), weight_type)
+        gate, up = mat(d_ff, d_model), mat(d_ff, d_model)
+        if arch in FUSED_ARCHS:  # phi3: ffn_up holds the gate's rows, then up's
+            _add_weight(w, p + "ffn_up.weight", np.concatenate([gate, up]), weight_type)
+        else:
+            _add_weight(w, p + "ffn_gate.weight", gate, weight_type)
+            _add_weight(w, p + "ffn_up.weight", up, weight_type)
         _add_weight(w, p + "ffn_down.weight", mat(d_model, d_ff, 5.0), weight_type)
         if arch in POST_NORM_ARCHS:
             _add_weight(w, p + "post_attention_norm.weight", norm(d_model), GGMLQuantizationType.F32)
             _add_weight(w, p + "post_ffw_norm.weight", norm(d_model), GGMLQuantizationType.F32)
     _add_weight(w, "output_norm.weight", norm(d_model), GGMLQuantizationType.F32)
+    if rope_factors:
+        short = np.linspace(1.0, 3.0, head_dim // 2).astype(np.float32)
+        _add_weight(w, "rope_factors_short.weight", short, GGMLQuantizationType.F32)
+        _add_weight(w, "rope_factors_long.weight", short * 4, GGMLQuantizationType.F32)
     if not tied:
         # scaled like the embedding so untied logits have a similar range
         _add_weight(w, "output.weight", rng.normal(0.0, embed_scale, size=(vocab, d_model)).astype(np.float32), output_type)

@@ -162,7 +162,15 @@ def _config(reader: GGUFFile, spec: ArchSpec, path: Path, tensors: dict, accurac
     elif scaling not in (None, "none"):
         raise ModelImportError(f"{path.name} uses '{scaling}' rotary scaling, which lmdesk cannot import yet.")
     freqs = tensors.get("rope_freqs.weight")
-    if freqs is not None:  # llama 3.1+ per-frequency factors, as llama.cpp divides by them
+    mscale = 1.0
+    if freqs is None and "rope_factors_short.weight" in tensors:
+        # Phi-3 long-context: the short divisors within the original context (see architectures.phi)
+        freqs = tensors["rope_factors_short.weight"]
+        original = _field(reader, f"{a}.rope.scaling.original_context_length")
+        if original:
+            ctx = min(ctx, int(original))
+        mscale = float(_field(reader, f"{a}.rope.scaling.attn_factor", 1.0) or 1.0)
+    if freqs is not None:  # llama 3.1+ per-frequency factors (and Phi-3's), as llama.cpp divides by them
         inv_freq = inv_freq / dequantize(freqs.data, freqs.tensor_type, (rope_dim // 2,)).astype(np.float64)
 
     extras = {}
@@ -172,7 +180,8 @@ def _config(reader: GGUFFile, spec: ArchSpec, path: Path, tensors: dict, accurac
     return DecoderConfig(
         n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, head_dim=head_dim,
         d_ff=d_ff, vocab_size=vocab, max_positions=min(ctx, MAX_POSITIONS_CAP), rms_eps=eps,
-        inv_freq=inv_freq, rope_interleaved=spec.rope_interleaved, accuracy_level=accuracy_level, **extras,
+        inv_freq=inv_freq, rope_interleaved=spec.rope_interleaved, accuracy_level=accuracy_level,
+        rope_mscale=mscale, **extras,
     )
 
 
@@ -189,13 +198,18 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
         _check_finite(v, name, path)
         return v
 
-    def linear(name: str, out_f: int, in_f: int) -> LinearWeight:
+    def linear(name: str, out_f: int, in_f: int, rows: tuple[int, int] | None = None) -> LinearWeight:
+        """The matrix ``name`` (``out_f`` x ``in_f``), or the output rows ``rows``
+        of a fused one (``out_f`` is then the fused matrix's height)."""
         t = get(name)
         if tuple(int(x) for x in t.shape) != (in_f, out_f):
             raise ModelImportError(
                 f"{path.name}: tensor '{name}' has shape {list(t.shape)}, expected {[in_f, out_f]}."
             )
-        w = repack_linear(t.data, t.tensor_type, (out_f, in_f))
+        data = t.data.reshape(out_f, -1)
+        if rows is not None:
+            data, out_f = data[rows[0] : rows[1]], rows[1] - rows[0]
+        w = repack_linear(data, t.tensor_type, (out_f, in_f))
         _check_finite(w.scales if isinstance(w, Int4Weight) else w.matrix, name, path)
         if isinstance(w, Int4Weight) and w.correction is not None:
             _check_finite(w.correction, name, path)
@@ -216,19 +230,32 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
     embd = get("token_embd.weight")
     embed = repack_embedding(embd.data, embd.tensor_type, (cfg.vocab_size, d))
     _check_finite(embed.scales if isinstance(embed, Int8Embedding) else embed, "token_embd.weight", path)
+    nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
+
+    def qkv(b: str) -> dict:
+        if not spec.fused_qkv:
+            return {"q": linear(f"{b}.attn_q.weight", nq, d), "k": linear(f"{b}.attn_k.weight", nkv, d),
+                    "v": linear(f"{b}.attn_v.weight", nkv, d)}
+        fused, height = f"{b}.attn_qkv.weight", nq + 2 * nkv
+        return {"q": linear(fused, height, d, (0, nq)), "k": linear(fused, height, d, (nq, nq + nkv)),
+                "v": linear(fused, height, d, (nq + nkv, height))}
+
+    def gate_up(b: str) -> dict:
+        if not spec.fused_gate_up:
+            return {"gate": linear(f"{b}.ffn_gate.weight", cfg.d_ff, d), "up": linear(f"{b}.ffn_up.weight", cfg.d_ff, d)}
+        fused, f = f"{b}.ffn_up.weight", cfg.d_ff
+        return {"gate": linear(fused, 2 * f, d, (0, f)), "up": linear(fused, 2 * f, d, (f, 2 * f))}
+
     def layer(i: int) -> LayerWeights:
         tick(f"Converting layer {i + 1} of {cfg.n_layer}")
         b = f"blk.{i}"
         return LayerWeights(
             attn_norm=vector(f"{b}.attn_norm.weight", d),
             qkv_bias=qkv_bias(b),
-            q=linear(f"{b}.attn_q.weight", cfg.n_head * hd, d),
-            k=linear(f"{b}.attn_k.weight", cfg.n_head_kv * hd, d),
-            v=linear(f"{b}.attn_v.weight", cfg.n_head_kv * hd, d),
+            **qkv(b),
             o=linear(f"{b}.attn_output.weight", d, cfg.n_head * hd),
             ffn_norm=vector(f"{b}.ffn_norm.weight", d),
-            gate=linear(f"{b}.ffn_gate.weight", cfg.d_ff, d),
-            up=linear(f"{b}.ffn_up.weight", cfg.d_ff, d),
+            **gate_up(b),
             down=linear(f"{b}.ffn_down.weight", d, cfg.d_ff),
             q_norm=vector(f"{b}.attn_q_norm.weight", hd) if spec.qk_norm else None,
             k_norm=vector(f"{b}.attn_k_norm.weight", hd) if spec.qk_norm else None,

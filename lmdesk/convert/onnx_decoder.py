@@ -59,6 +59,7 @@ class DecoderConfig:
     sliding_window: int = 0  # keys a sliding-window layer sees, the query's own included; 0: none
     swa_layers: tuple[bool, ...] = ()  # per layer: True where the layer attends through the window
     inv_freq_swa: np.ndarray | None = None  # rotary of the sliding-window layers, when it differs
+    rope_mscale: float = 1.0  # cos and sin times this (Phi-3's long-context attn_factor)
 
 
 @dataclass
@@ -239,6 +240,9 @@ class _Builder:
                                g.init(f"{name}.inv_freq", np.asarray(inv_freq, np.float64)[None, :])], name)
         cos = g.op1("Cast", [g.op1("Cos", [angles], name)], name, to=TensorProto.FLOAT)
         sin = g.op1("Cast", [g.op1("Sin", [angles], name)], name, to=TensorProto.FLOAT)
+        if cfg.rope_mscale != 1.0:  # as llama.cpp: cos(theta) * mscale in float32
+            m = g.const_f32(float(np.float32(cfg.rope_mscale)))
+            cos, sin = g.op1("Mul", [cos, m], name), g.op1("Mul", [sin, m], name)
         return cos, sin
 
     # -- the network -------------------------------------------------------
