@@ -58,6 +58,7 @@ TINY_CASES = {
     "gemma2-window-softcaps": dict(arch="gemma2", weight_type=Q.Q4_0, n_layer=3, extra_metadata={
         "{arch}.attention.sliding_window": 6, "{arch}.attn_logit_softcapping": 2.0,
         "{arch}.final_logit_softcapping": 3.0}),
+    "llama3-rope-freqs": dict(weight_type=Q.Q8_0, rope_base=500000.0, llama3_rope=16, head_dim=32, n_head=2),
     "phi3-fused": dict(arch="phi3", weight_type=Q.Q4_K, d_model=256, d_ff=512, tied=False, output_type=Q.Q6_K),
     "phi3-longrope": dict(arch="phi3", weight_type=Q.Q8_0, tied=False, rope_factors=True, ctx=4096, extra_metadata={
         "{arch}.rope.scaling.original_context_length": 128, "{arch}.rope.scaling.attn_factor": 1.19}),

@@ -172,6 +172,18 @@ def quantize_q4_k(arr: np.ndarray) -> np.ndarray:
     return blocks.reshape(*rows, -1)
 
 
+def llama3_rope_factors(head_dim: int, base: float, old_ctx: int, factor: float = 8.0, low: float = 1.0,
+                        high: float = 4.0) -> np.ndarray:
+    """Llama 3.1's per-frequency rotary divisors: 1 for short wavelengths,
+    ``factor`` for long ones, a smooth blend between (llama.cpp's converter)."""
+    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    wavelen = 2 * np.pi / freqs
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    out = np.where(wavelen < old_ctx / high, 1.0,
+                   np.where(wavelen > old_ctx / low, factor, 1.0 / ((1 - smooth) / factor + smooth)))
+    return out.astype(np.float32)
+
+
 def random_blocks(arr: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     """Blocks of ``qtype`` holding random integers and sub-scales (from a generator
     seeded by ``arr``), their float16 scales set so the weights have ``arr``'s
@@ -220,6 +232,7 @@ def write_tiny_gguf(
     head_dim: int | None = None,
     add_bos: bool = False,
     rope_factors: bool = False,
+    llama3_rope: int | None = None,
 ) -> Path:
     """Write a tiny random llama GGUF model to ``path`` and return the path.
 
@@ -244,6 +257,9 @@ def write_tiny_gguf(
       ``{arch}`` in keys is formatted with the architecture name.
     * ``qkv_bias``: F32 biases on q, k and v (``blk.N.attn_{q,k,v}.bias``), as
       qwen2 files have them; large enough to move the logits visibly.
+    * ``llama3_rope``: a ``rope_freqs.weight`` as llama.cpp's converter makes it
+      for Llama 3.1+ ("llama3" rope scaling: factor 8, low 1, high 4), with
+      this original context (small, so that the tiny model's frequencies feel it).
     * ``rope_factors``: Phi-3 long-context divisors ``rope_factors_short`` /
       ``rope_factors_long`` (F32, 1 … 3) beside the weights.
     * ``add_bos``: the tokenizer puts ``<|endoftext|>`` (the BOS) before every text.
@@ -351,6 +367,8 @@ def write_tiny_gguf(
             _add_weight(w, p + "post_attention_norm.weight", norm(d_model), GGMLQuantizationType.F32)
             _add_weight(w, p + "post_ffw_norm.weight", norm(d_model), GGMLQuantizationType.F32)
     _add_weight(w, "output_norm.weight", norm(d_model), GGMLQuantizationType.F32)
+    if llama3_rope is not None:
+        _add_weight(w, "rope_freqs.weight", llama3_rope_factors(head_dim, rope_base, llama3_rope), GGMLQuantizationType.F32)
     if rope_factors:
         short = np.linspace(1.0, 3.0, head_dim // 2).astype(np.float32)
         _add_weight(w, "rope_factors_short.weight", short, GGMLQuantizationType.F32)
