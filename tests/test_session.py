@@ -369,3 +369,15 @@ def test_one_bos_whether_the_template_writes_it_or_the_tokenizer_adds_it(tmp_pat
     s.end_turn("again")
     assert s.ids.count(model.bos_id) == 1 and len(s.ids) > first
     assert s.text().startswith("<|endoftext|><|im_start|>user\nhi<|im_end|>")
+
+
+@pytest.mark.parametrize("k", [1, 5, 20, 50, 400])
+def test_top_indices_are_those_of_a_stable_sort(k: int) -> None:
+    """The chart's candidates without sorting the vocabulary: the same ids in
+    the same order as numpy's stable sort, ties (many equal values, as after
+    top-k or greedy) broken by id."""
+    from lmdesk.engine.stats import top_indices
+
+    rng = np.random.default_rng(k)
+    for values in (rng.random(300), np.round(rng.random(300), 1), np.zeros(300), np.r_[np.ones(10), np.zeros(290)]):
+        assert np.array_equal(top_indices(values, k), np.argsort(-values, kind="stable")[:k])

@@ -21,7 +21,7 @@ from .document import CONTENT, MARKUP, DocToken, Document, Segment, same_prefix
 from .errors import Cancelled, LmdeskError
 from .model import KVCache, LoadedModel
 from .sampling import SamplingSettings, draw, new_seed, transformed_probs
-from .stats import LN2, log_softmax, position_stats
+from .stats import LN2, log_softmax, position_stats, top_indices
 from .token_text import TokenTextTable
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens to do)
@@ -97,9 +97,9 @@ class Session:
         k = k or self.top_k
         lp = log_softmax(logits)
         probs = np.exp(lp)
-        top = np.argsort(-probs, kind="stable")[:k]
+        top = top_indices(probs, k)
         sampled = transformed_probs(logits, settings) if settings is not None else probs
-        s_top = np.argsort(-sampled, kind="stable")[:k]
+        s_top = top_indices(sampled, k)
         return NextDistribution(
             ids=tuple(int(i) for i in top),
             probs=tuple(float(probs[i]) for i in top),

@@ -55,6 +55,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(logits))
 
 
+def top_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the ``k`` largest values, largest first and ties by
+    index: ``np.argsort(-values, kind="stable")[:k]``, without sorting the
+    whole vocabulary (Gemma 3's 262,144 candidates: 34 ms a sort)."""
+    values = np.asarray(values)
+    n = values.size
+    if k >= n:
+        return np.argsort(-values, kind="stable")
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    kth = values[np.argpartition(-values, k - 1)[k - 1]]
+    above = np.flatnonzero(values > kth)
+    ties = np.flatnonzero(values == kth)[: k - above.size]
+    chosen = np.concatenate([above, ties])
+    return chosen[np.lexsort((chosen, -values[chosen]))]
+
+
 def entropy_bits(logits: np.ndarray) -> np.ndarray:
     """Entropy in bits of the distribution(s) given by ``logits`` (last axis)."""
     lp = log_softmax(logits)
