@@ -158,12 +158,15 @@ def real_file_rows(label: str, gguf: Path, threads: int, decode_steps: int) -> l
              f"GGUF {gguf_mb:.0f} MB: {c['folder_mb'] / gguf_mb:.2f}x (target 1.3x)"),
         ]
         e = in_process("--engine-only", str(folder), "--threads", str(threads), "--decode-steps", str(decode_steps))
+        ui = in_process("--ui-only", str(folder), "--threads", str(threads), "--clicks", "5")
         rows += [
             (f"{label}: load", f"{e['load_s']:.2f} s", f"RSS after load {e['load_rss_mb']:.0f} MB "
              f"(target GGUF + 400 = {gguf_mb + 400:.0f})"),
             (f"{label}: prefill + statistics, 1000", f"{e['prefill_1000_ms']:.0f} ms", "median of 3"),
             (f"{label}: decode + statistics", f"{e['decode_ms']:.1f} ms", f"median of {decode_steps}, after 200"),
             (f"{label}: peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
+            (f"{label}: window Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",
+             f"engine decode {1000 / e['decode_ms']:.1f} tok/s: {ui['generate_tokens_per_s'] * e['decode_ms'] / 10:.0f} %"),
         ]
         try:
             import llama_cpp  # noqa: F401 - optional, never a dependency
@@ -225,8 +228,11 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
             time.sleep(0.0005)  # leave the worker thread the interpreter
 
     wait(lambda: win.info is not None and not win.busy)
-    win.message.setPlainText("Tell me a short story about a robot who learns to paint.")
-    win.end_turn.click()
+    if win.info.has_template:
+        win.message.setPlainText("Tell me a short story about a robot who learns to paint.")
+        win.end_turn.click()
+    else:  # a base model without a chat template reads plain text
+        win.send("load_text", "Once upon a time, a robot who wanted to paint")
     wait(lambda: len(win.state.tokens) > 0 and not win.busy)
     times = []
     for _ in range(clicks):
@@ -238,9 +244,31 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
         # again; a click in between is refused ("busy"), so wait for both
         wait(lambda n=n: len(win.state.tokens) == n + 1 and shown and not win.busy)
         times.append((shown[-1] - t0) * 1000)
+    # Generate in the window, greedy, as many tokens as the engine's decode row measures
+    win.temperature.setValue(0.0)
+    win.max_tokens.setValue(60)
+    before = len(win.state.tokens)
+    # Qt's own event loop, as in the app (not the polling above, which would take a core)
+    loop = QEventLoop()
+    began: list[bool] = []
+
+    def on_busy(busy: bool, what: str) -> None:
+        if busy and what == "generate":
+            began.append(True)
+        elif not busy and began:
+            loop.quit()
+
+    win.client.worker.busyChanged.connect(on_busy)
+    t0 = time.perf_counter()
+    win.generate.click()
+    loop.exec()
+    seconds = time.perf_counter() - t0
+    wait(lambda: not win.busy)
+    generated = len(win.state.tokens) - before
     win.close()
     win.client.shutdown()
-    return {"click_to_chart_ms": statistics.median(times), "clicks": clicks}
+    return {"click_to_chart_ms": statistics.median(times), "clicks": clicks,
+            "generate_tokens_per_s": generated / seconds, "generated": generated}
 
 
 # -- faithfulness against the float64 reference -------------------------------------------------
@@ -468,6 +496,9 @@ def main() -> None:
         ("peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
         ("window: click on a bar → chart updated", f"{ui['click_to_chart_ms']:.0f} ms",
          f"median of {ui['clicks']}, offscreen, one token step"),
+        ("window: Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",
+         f"{ui['generated']} tokens; engine decode {1000 / e['decode_ms']:.1f} tok/s: "
+         f"{ui['generate_tokens_per_s'] * e['decode_ms'] / 1000 * 100:.0f} % (target 90 %)"),
         ("max |Δ logit| vs float64 reference", f"{f['max_abs_logit']:.2e}", f"{args.faithful_tokens} tokens"),
         ("mean |Δ log-prob| vs reference", f"{f['mean_abs_logprob']:.2e} nats", "of the actual tokens"),
         ("top-1 agreement vs reference", f"{f['top1_agreement'] * 100:.1f} %",

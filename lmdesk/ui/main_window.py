@@ -8,6 +8,7 @@ clicks into requests; it does no model work itself.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -137,6 +138,7 @@ class MainWindow(QMainWindow):
         self.span: tuple[int, int] | None = None
         self._closing = False
         self._last_progress = ""
+        self._progress_shown = 0.0
         self._build()
         self._connect()
         self.apply_theme(self.theme)
@@ -644,6 +646,12 @@ class MainWindow(QMainWindow):
 
     def on_progress(self, fraction: float, message: str) -> None:
         self._last_progress = message
+        # the bar and the status line are redrawn at most four times a second (a progress
+        # bar repaints at once on each new value: 12 ms each, 30 times a second while generating)
+        now = time.monotonic()
+        if 0 <= fraction < 1 and now - self._progress_shown < 0.25:
+            return
+        self._progress_shown = now
         if fraction < 0:
             self.progress.setRange(0, 0)
         else:
