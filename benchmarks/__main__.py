@@ -121,6 +121,44 @@ def in_process(flag: str, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def kernel_figures(folder: Path, threads: int, steps: int = 10) -> dict:
+    """Where a decode step's time goes, by onnxruntime's own profiler: one
+    token after 200, the output product, the layers' matrix products,
+    attention and the rest, in ms per step."""
+    import onnxruntime as ort
+
+    from lmdesk.engine.model import LoadedModel
+
+    model = LoadedModel(folder, threads=threads)
+    spec = model.spec
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "lmdesk-kernels")
+    session = ort.InferenceSession(str(spec.onnx_path), options, providers=["CPUExecutionProvider"])
+    past = 200
+    feeds = {spec.input_ids_name: np.array([[1]], np.int64), spec.attention_mask_name: np.ones((1, past + 1), np.int64)}
+    for k, v in zip(spec.past_key_names, spec.past_value_names):
+        feeds[k] = feeds[v] = np.zeros((1, spec.n_head_kv, past, spec.head_dim), np.float32)
+    for _ in range(steps):
+        session.run(None, feeds)
+    trace = Path(session.end_profiling())
+    totals: dict[str, float] = {}
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op, name = event["args"]["op_name"], event["name"]
+        group = ("output product" if name.startswith("output") and op in ("MatMulNBits", "MatMul", "Gemm")
+                 else "layer products" if op in ("MatMulNBits", "MatMul", "Gemm")
+                 else "attention" if op == "GroupQueryAttention" else "the rest")
+        totals[group] = totals.get(group, 0.0) + event["dur"] / 1000 / steps
+    trace.unlink(missing_ok=True)
+    return totals
+
+
 def llama_cpp_speed(gguf: Path, threads: int) -> dict:
     """llama.cpp's prefill of 1,000 tokens and decode after 200, on the same file and threads."""
     from llama_cpp import Llama
@@ -144,6 +182,9 @@ def llama_cpp_speed(gguf: Path, threads: int) -> dict:
     return {"prefill_1000_ms": min(times), "decode_ms": statistics.median(steps)}
 
 
+KERNEL_GROUPS = ("output product", "layer products", "attention", "the rest")
+
+
 def real_file_rows(label: str, gguf: Path, threads: int, decode_steps: int) -> list[tuple[str, str, str]]:
     """Conversion, size, memory and speed of one more real GGUF file, beside llama.cpp on it."""
     rows = []
@@ -159,6 +200,7 @@ def real_file_rows(label: str, gguf: Path, threads: int, decode_steps: int) -> l
         ]
         e = in_process("--engine-only", str(folder), "--threads", str(threads), "--decode-steps", str(decode_steps))
         ui = in_process("--ui-only", str(folder), "--threads", str(threads), "--clicks", "5")
+        kernels = in_process("--kernels-only", str(folder), "--threads", str(threads))
         rows += [
             (f"{label}: load", f"{e['load_s']:.2f} s", f"RSS after load {e['load_rss_mb']:.0f} MB "
              f"(target GGUF + 400 = {gguf_mb + 400:.0f})"),
@@ -167,6 +209,8 @@ def real_file_rows(label: str, gguf: Path, threads: int, decode_steps: int) -> l
             (f"{label}: peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
             (f"{label}: window Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",
              f"engine decode {1000 / e['decode_ms']:.1f} tok/s: {ui['generate_tokens_per_s'] * e['decode_ms'] / 10:.0f} %"),
+            (f"{label}: decode kernels, ms a token", " + ".join(f"{kernels.get(k, 0):.1f}" for k in KERNEL_GROUPS),
+             " + ".join(KERNEL_GROUPS) + " (onnxruntime's profiler; 4-bit MatMulNBits at float32 compute)"),
         ]
         try:
             import llama_cpp  # noqa: F401 - optional, never a dependency
@@ -442,8 +486,12 @@ def main() -> None:
     parser.add_argument("--engine-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--ui-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--convert-only", nargs=2, metavar=("GGUF", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--kernels-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--no-gemma", action="store_true", help="skip the Gemma 3 270M rows (a 253 MB download once)")
     args = parser.parse_args()
+    if args.kernels_only:
+        print(json.dumps(kernel_figures(Path(args.kernels_only), args.threads)))
+        return
     if args.convert_only:
         print(json.dumps(convert_figures(Path(args.convert_only[0]), Path(args.convert_only[1]))))
         return
@@ -481,6 +529,7 @@ def main() -> None:
             capture_output=True, text=True, cwd=ROOT, check=True,
         )
         ui = json.loads(proc.stdout.strip().splitlines()[-1])
+        kernels = in_process("--kernels-only", str(folder), "--threads", str(args.threads))
         f = faithfulness(folder, gguf, args.faithful_tokens, args.threads)
 
     t = args.threads
@@ -491,6 +540,8 @@ def main() -> None:
         ("decode + statistics, per token", f"{e['decode_ms']:.1f} ms",
          f"median of {args.decode_steps}, after 200 tokens"),
         ("decode, logits only, per token", f"{e['decode_logits_ms']:.1f} ms", "same position"),
+        ("decode kernels, ms a token", " + ".join(f"{kernels.get(k, 0):.1f}" for k in KERNEL_GROUPS),
+         " + ".join(KERNEL_GROUPS) + " (onnxruntime's profiler)"),
         ("statistics of one position", f"{e['stats_row_ms']:.2f} ms", "49,152 candidates, top-20"),
         ("statistics of 256 positions", f"{e['stats_256_ms']:.0f} ms", "one prefill chunk"),
         ("peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
