@@ -379,9 +379,9 @@ class _Builder:
     def norm(self, pending: str | None, residual: str, weight: np.ndarray, name: str) -> tuple[str, str]:
         """RMS-normalize ``residual + pending``; return (normalized, new residual)."""
         g = self.g
-        gamma = g.init(f"{name}.weight", weight.astype(np.float32))
         if pending is None:
-            return g.op1("SimplifiedLayerNormalization", [residual, gamma], name, axis=-1, epsilon=self.cfg.rms_eps), residual
+            return self.plain_norm(residual, weight, name), residual
+        gamma = g.init(f"{name}.weight", weight.astype(np.float32))
         normed, _, _, summed = g.op(
             "SkipSimplifiedLayerNormalization", [pending, residual, gamma], name, n_out=4,
             domain=MS_DOMAIN, epsilon=self.cfg.rms_eps,

@@ -48,7 +48,7 @@ _Q4_1 = np.dtype([("d", "<f2"), ("m", "<f2"), ("qs", "u1", (16,))])
 
 @dataclass
 class Int4Weight:
-    """A 4-bit weight in ``MatMulNBits`` layout (``bits=4``, ``block_size=32``).
+    """A 4-bit weight in ``MatMulNBits`` layout (``bits=4``, ``block_size`` 32, or 16 for Q6_K).
 
     ``packed``: uint8 ``[N, P*K/B, B/2]`` for ``P`` pieces of blocks of ``B``
     weights (``P*K`` inputs: the input repeated ``P`` times), element ``2i`` in
@@ -154,9 +154,6 @@ class IntegerBlocks:
     centre: int | None
 
 
-_IQ4_VALUES = np.array(quants.IQ4_NL.kvalues, np.int16)
-
-
 def _block_scales(raw: np.ndarray, qtype: QType, n: int) -> tuple[np.ndarray, np.ndarray, int, int, int | None] | None:
     """(scale, offset, block, bits, centre) from the header fields of each block,
     or None for a type that is not a scale times an integer per block."""
@@ -224,20 +221,15 @@ def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
     n, k = ints.u.shape
     b = ints.block
     u = ints.u.reshape(n, k // b, b)
-    if ints.bits <= 4:
-        packed, scales, extra = pack_pairs(u), ints.scale, np.float32(8.0) * ints.scale
-        pieces = 1
-    else:
-        packed = np.concatenate([pack_pairs(u & 0x0F), pack_pairs(u >> 4)], axis=1)
-        scales = np.concatenate([ints.scale, np.float32(16.0) * ints.scale], axis=1)
-        extra = np.float32(136.0) * ints.scale  # 8 for lo, 16 * 8 for hi
-        pieces = 2
+    packed = np.concatenate([pack_pairs(u & 0x0F), pack_pairs(u >> 4)], axis=1)
+    scales = np.concatenate([ints.scale, np.float32(16.0) * ints.scale], axis=1)
+    extra = np.float32(136.0) * ints.scale  # the zero points: 8 for lo, 16 * 8 for hi
     correction = ints.offset + extra
     if not np.array_equal(correction.astype(np.float64), ints.offset.astype(np.float64) + extra.astype(np.float64)):
         # the sum rounds in float32 (Q5_K's minimum beside 136 S): keep both terms, each exact
         correction = np.concatenate([ints.offset, extra], axis=1)
     return Int4Weight(packed, np.ascontiguousarray(scales, np.float32), np.ascontiguousarray(correction.T), source,
-                      None, pieces, b)
+                      None, 2, b)
 
 
 def pack_pairs(elems: np.ndarray) -> np.ndarray:
