@@ -595,3 +595,11 @@ def test_family_formats_are_offered_by_architecture_and_vocabulary() -> None:
         [Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello!")],
         add_generation_prompt=False)
     assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+
+
+def test_the_window_fits_the_screen(qtbot, win) -> None:
+    """On a screen smaller than 1280 x 800 (a 1024 x 768 projector) the window
+    takes the free area instead of running off it."""
+    free = win.screen().availableGeometry()
+    assert win.width() <= free.width() and win.height() <= free.height()
+    assert win.width() == min(1280, free.width())

@@ -143,7 +143,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.apply_theme(self.theme)
         self._set_enabled()
-        self.resize(1280, 800)
+        self.fit_screen()
         self.client.send("load_model", model_folder, threads, chat_template)
 
     # -- building ---------------------------------------------------------------------------
@@ -810,6 +810,19 @@ class MainWindow(QMainWindow):
         rest = max(sum(sizes) - need, 1)
         share = centre / max(centre + right, 1)
         self.split.setSizes([need, int(rest * share), rest - int(rest * share)])
+
+    def fit_screen(self) -> None:
+        """1280 x 800, or the screen's free area where that is smaller (a
+        1024 x 768 projector): the chart, the Force box and the status bar stay
+        on the screen."""
+        screen = self.screen() or QApplication.primaryScreen()
+        free = screen.availableGeometry() if screen is not None else None
+        if free is None or free.width() <= 0:
+            self.resize(1280, 800)
+            return
+        frame = max(0, self.frameGeometry().height() - self.geometry().height())
+        self.resize(min(1280, free.width()), min(800, free.height() - frame))
+        self.move(free.topLeft())
 
     def set_projector_mode(self, on: bool) -> None:
         if on:
