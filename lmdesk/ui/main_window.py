@@ -539,7 +539,7 @@ class MainWindow(QMainWindow):
         current = Path(self.info.folder).resolve() if self.info else None
         entries = installed_models()
         for entry in entries:
-            act = self.models_menu.addAction(f"{entry.name}  ({entry.architecture}, {entry.folder.name})")
+            act = self.models_menu.addAction(f"{entry.name}  ({entry.architecture}) — {entry.folder}")
             act.setCheckable(True)
             act.setChecked(entry.folder.resolve() == current)
             act.setEnabled(not self.busy)
