@@ -603,3 +603,47 @@ def test_the_window_fits_the_screen(qtbot, win) -> None:
     free = win.screen().availableGeometry()
     assert win.width() <= free.width() and win.height() <= free.height()
     assert win.width() == min(1280, free.width())
+
+
+def test_a_follow_up_message_after_clicking_a_chip_never_replaces_it(qtbot, win) -> None:
+    """The lab's trap: click an early chip, type a second message, End Turn,
+    click the top bar. The chart is back at the end after End Turn, so the
+    click appends; the first message and its reply are all still there."""
+    end_turn(qtbot, win, "the cat sat")
+    win.greedy_step.click()
+    idle(qtbot, win)
+    win.on_token_clicked(3)
+    assert win.position == 3
+    after = len(win.state.tokens) - 4
+    assert win.dist.entropy_text().endswith(f"click a bar to replace token 3 and drop the {after} tokens after it")
+    before = [t.id for t in win.state.tokens]
+    win.message.setPlainText("and then?")
+    win.end_turn.click()
+    qtbot.waitUntil(lambda: len(win.state.tokens) > len(before) and not win.busy, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.position is None
+    assert win.dist_title.text() == "What the model expects after the last token"
+    n = len(win.state.tokens)
+    run_op(qtbot, win, lambda: win.dist.click_bar(0), "append_token")
+    assert len(win.state.tokens) == n + 1
+    assert [t.id for t in win.state.tokens[: len(before)]] == before  # nothing earlier was replaced
+
+
+def test_after_end_turn_the_keyboard_is_still_in_the_message_box(qtbot, win) -> None:
+    """Clicking End Turn with the mouse, then typing: the letters go into the
+    message box, never into Temperature."""
+    from PySide6.QtCore import Qt as QtKeys
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=TIMEOUT)
+    win.message.setFocus()
+    win.message.setPlainText("the cat sat")
+    temperature = win.temperature.value()
+    QTest.mouseClick(win.end_turn, QtKeys.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(win.state.tokens) > 0 and not win.busy, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert QApplication.focusWidget() is win.message
+    QTest.keyClicks(QApplication.focusWidget(), "0")
+    assert win.message.toPlainText() == "0" and win.temperature.value() == temperature

@@ -176,6 +176,9 @@ class MainWindow(QMainWindow):
         self.message.setPlaceholderText("Type a message, then End Turn (Ctrl+Enter)")
         lv.addWidget(self.message, 1)
         self.end_turn = QPushButton("End Turn")
+        # clicking it leaves the keyboard in the message box (a button that took focus and was
+        # then disabled while the model works would hand it on to Temperature, text selected)
+        self.end_turn.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.end_turn.setToolTip("Add your message and the markers that open the assistant's reply (Ctrl+Enter)")
         self.new_conv = QPushButton("New conversation")
         lv.addWidget(self.end_turn)
@@ -299,6 +302,7 @@ class MainWindow(QMainWindow):
         left_scroll.setWidgetResizable(True)
         left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         left_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        left_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a click on a button in it keeps the keyboard where it was
         self.split = split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left_scroll)
         split.addWidget(centre)
@@ -458,8 +462,18 @@ class MainWindow(QMainWindow):
         self.send("set_k", self.k_spin.value())
 
     # -- sending ------------------------------------------------------------------------------
+    # requests after which the chart shows the next token again: a clicked chip stays
+    # selected only until the document moves on, so the chart's next click appends
+    # (replacing an earlier token is only ever asked for on that token's own chart)
+    BACK_TO_THE_END = frozenset({"end_turn", "generate", "step", "undo", "reset_response", "new_conversation",
+                                 "load_text", "open_conversation", "truncate", "set_system_prompt", "load_model",
+                                 "import_gguf", "prepare_default", "use_family_template"})
+
     def send(self, op: str, *args) -> None:
         self.hide_error()
+        if op in self.BACK_TO_THE_END and self.position is not None:
+            self.position = None
+            self.show_position(None)
         self.client.send(op, *args)
 
     def current_settings(self) -> SamplingSettings:
@@ -670,8 +684,9 @@ class MainWindow(QMainWindow):
     def _set_enabled(self) -> None:
         ready = self.info is not None and not self.busy
         has_doc = bool(self.state.tokens)
-        for w in (self.end_turn, self.new_conv, self.apply_system, self.message):
+        for w in (self.end_turn, self.new_conv, self.apply_system):
             w.setEnabled(ready)
+        self.message.setEnabled(self.info is not None)  # the next message may be typed while the model works
         for w in (self.generate, self.greedy_step, self.sample_step, self.force):
             w.setEnabled(ready and has_doc)
         self.undo.setEnabled(ready and self.state.can_undo)
@@ -728,8 +743,13 @@ class MainWindow(QMainWindow):
         extra = None if tok.id in st.top_ids[:k] else (tok.id, shown, st.prob, st.rank)
         self.dist.set_distribution(entries, highlight=tok.id, extra=extra, title=f"Position {index}")
         self.dist.set_footer(f"‘{shown}’: p = {st.prob:.4g} · {st.bits:.2f} bits · rank {st.rank:,} · "
-                             f"entropy {st.entropy:.2f} bits · click a bar to put that token here instead")
+                             f"entropy {st.entropy:.2f} bits · {self.replace_hint(index)}")
         self.dist_title.setText(f"What the model predicted before ‘{shown}’ (position {index})")
+
+    def replace_hint(self, index: int) -> str:
+        after = len(self.state.tokens) - index - 1
+        dropped = f" and drop the {after:,} token{'s' if after != 1 else ''} after it" if after else ""
+        return f"click a bar to replace token {index}{dropped}"
 
     def on_candidate(self, token_id: int) -> None:
         if self.busy:
