@@ -381,3 +381,26 @@ def test_top_indices_are_those_of_a_stable_sort(k: int) -> None:
     rng = np.random.default_rng(k)
     for values in (rng.random(300), np.round(rng.random(300), 1), np.zeros(300), np.r_[np.ones(10), np.zeros(290)]):
         assert np.array_equal(top_indices(values, k), np.argsort(-values, kind="stable")[:k])
+
+
+def test_a_fixed_seed_is_one_stream_step_by_step_or_by_generate(tiny_model: LoadedModel) -> None:
+    """Eight 'Sample one token' clicks with seed 7 give the eight tokens
+    Generate(8) gives with seed 7 (each click used to start the seed again and
+    draw the same number: the same token eight times over)."""
+    settings = SamplingSettings(temperature=1.5, seed=7)
+    s = Session(tiny_model)
+    s.end_turn("the cat")
+    start = len(s.ids)
+    for _ in range(8):
+        tok, _ = s.choose(settings)
+        s.append_token(tok)
+    stepped = s.ids[start:]
+    s.truncate(start)
+    generated = [event.token.id for event in s.generate(settings, 8)]
+    assert stepped == generated
+    assert len(set(stepped)) > 2
+    # half by steps, half by Generate: still the same stream
+    s.truncate(start)
+    for _ in range(4):
+        s.append_token(s.choose(settings)[0])
+    assert [event.token.id for event in s.generate(settings, 4)] == stepped[4:]

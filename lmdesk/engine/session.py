@@ -460,13 +460,29 @@ class Session:
 
     # -- choosing tokens ----------------------------------------------------------------
     def choose(self, settings: SamplingSettings, rng: np.random.Generator | None = None) -> tuple[int, float]:
-        """The token the settings pick next, and its probability under them."""
+        """The token the settings pick next, and its probability under them.
+
+        With a fixed seed and no ``rng``, the draw is the one the seed's stream
+        gives this position of the reply (see :meth:`seed_stream`): sampling step
+        by step gives the tokens Generate gives with that seed."""
         probs = transformed_probs(self.next_logits(), settings)
         if settings.is_greedy:
             tok = int(np.argmax(probs))
         else:
-            tok = draw(probs, rng if rng is not None else np.random.default_rng(settings.seed))
+            if rng is None:
+                rng = self.seed_stream(settings.seed) if settings.seed is not None else np.random.default_rng()
+            tok = draw(probs, rng)
         return tok, float(probs[tok])
+
+    def seed_stream(self, seed: int) -> np.random.Generator:
+        """The random numbers of ``seed`` from the next token on: one stream per
+        seed for the whole reply, the k-th token of the reply taking its k-th
+        number, whether it is sampled alone or by Generate."""
+        rng = np.random.default_rng(seed)
+        already = len(self.doc) - (self.response_start() or 0)
+        if already > 0:
+            rng.random(already)  # one number per token already in the reply (draw takes one)
+        return rng
 
     def generate(self, settings: SamplingSettings, max_new_tokens: int,
                  should_cancel: ShouldCancel | None = None) -> Iterator[GenerationEvent]:
@@ -476,7 +492,7 @@ class Session:
         The whole generation is undone by one :meth:`undo`."""
         self.next_logits()  # fails clearly on an empty document
         seed = None if settings.is_greedy else (settings.seed if settings.seed is not None else new_seed())
-        rng = np.random.default_rng(seed) if seed is not None else None
+        rng = self.seed_stream(seed) if seed is not None else None
         self._snapshot()
         seg = self._current_segment()
         for n in range(max_new_tokens):
