@@ -55,11 +55,20 @@ PLACEHOLDER = "The conversation appears here as tokens. Type a message and press
 MIN_ZOOM, MAX_ZOOM = 0.4, 5.0
 
 
-def format_prob(p: float) -> str:
-    """``0.152`` for ordinary probabilities, ``3.41e-06`` for tiny ones."""
-    if p >= 0.001:
-        return f"{p:.3f}"
-    return f"{p:.2e}"
+def format_prob(p: float, bits: float | None = None) -> str:
+    """``0.152`` for ordinary probabilities, ``3.41e-06`` for tiny ones: three
+    significant digits, and more where ``bits`` is given and −log₂ of the
+    number shown would not give those bits to two decimals (a student checks
+    the surprise by hand from the probability on the screen)."""
+    for digits in range(3, 10):
+        if p >= 0.001:
+            text = f"{p:.{max(digits - 1 - math.floor(math.log10(p)), 0)}f}"
+        else:
+            text = f"{p:.{digits - 1}e}"
+        shown = float(text)
+        if bits is None or (shown > 0 and f"{-math.log2(shown):.2f}" == f"{bits:.2f}"):
+            return text
+    return text
 
 
 @dataclass(frozen=True)
@@ -347,7 +356,7 @@ class DocumentView(QScrollArea):
         if stats is None:
             lines.append("first token: nothing predicted it")
         else:
-            p = f"p = {format_prob(stats.prob)}"
+            p = f"p = {format_prob(stats.prob, stats.bits)}"
             if stats.prob >= 0.001:
                 p += f"  ({stats.prob * 100:.1f} %)"
             lines.append(p)

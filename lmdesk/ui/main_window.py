@@ -45,7 +45,7 @@ from ..engine.stats import summarize
 from ..engine.token_text import TokenTextTable
 from . import theme as themes
 from .distribution_view import DistributionView
-from .document_view import DocumentView
+from .document_view import DocumentView, format_prob
 from .surprise_plot import SurprisePlot
 from .worker import EngineClient, EngineState, ModelInfo
 
@@ -742,7 +742,8 @@ class MainWindow(QMainWindow):
         entries = [(i, texts(i).display, p) for i, p in zip(st.top_ids[:k], st.top_probs[:k])]
         extra = None if tok.id in st.top_ids[:k] else (tok.id, shown, st.prob, st.rank)
         self.dist.set_distribution(entries, highlight=tok.id, extra=extra, title=f"Position {index}")
-        self.dist.set_footer(f"‘{shown}’: p = {st.prob:.4g} · {st.bits:.2f} bits · rank {st.rank:,} · "
+        self.dist.set_footer(f"‘{shown}’: p = {format_prob(st.prob, st.bits)} · {st.bits:.2f} bits · "
+                             f"rank {st.rank:,} · "
                              f"entropy {st.entropy:.2f} bits · {self.replace_hint(index)}")
         self.dist_title.setText(f"What the model predicted before ‘{shown}’ (position {index})")
 
