@@ -647,3 +647,24 @@ def test_after_end_turn_the_keyboard_is_still_in_the_message_box(qtbot, win) -> 
     assert QApplication.focusWidget() is win.message
     QTest.keyClicks(QApplication.focusWidget(), "0")
     assert win.message.toPlainText() == "0" and win.temperature.value() == temperature
+
+
+def test_no_stale_numbers_stay_on_screen(qtbot, win, tmp_path) -> None:
+    """After New conversation no figure of the old document is left; a chip
+    clicked after a span is one chip, not the span; a status line about an
+    earlier action goes with the next one."""
+    end_turn(qtbot, win, "the cat sat")
+    win.greedy_step.click()
+    idle(qtbot, win)
+    assert win.span_label.text().count("Whole document") == 1
+    win.doc_view.spanSelected.emit(1, 6)
+    assert "Selected 5 tokens" in win.span_label.text()
+    win.on_token_clicked(3)
+    assert "Selected" not in win.span_label.text() and win.span is None
+    win.client.worker.notice.emit("Opened lab.lmdesk.json.")
+    qtbot.waitUntil(lambda: "Opened" in win.status.text(), timeout=TIMEOUT)
+    run_op(qtbot, win, win.new_conv.click, "new_conversation")
+    assert not win.state.tokens
+    assert "Whole document" not in win.span_label.text() and "bits" not in win.span_label.text()
+    assert win.dist.entropy_text() == ""
+    assert "Opened" not in win.status.text()

@@ -50,6 +50,7 @@ from .surprise_plot import SurprisePlot
 from .worker import EngineClient, EngineState, ModelInfo
 
 BASE_POINT_SIZE = 10.0
+SPAN_HINT = "Click a token to see what the model predicted there; drag over tokens to measure a span."
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class MainWindow(QMainWindow):
         cv.addWidget(self.missing)
         self.doc_view = DocumentView()
         self.legend = SurpriseLegend()
-        self.span_label = QLabel("Click a token to see what the model predicted there; drag over tokens to measure a span.")
+        self.span_label = QLabel(SPAN_HINT)
         self.span_label.setWordWrap(True)
         self.surprise = SurprisePlot()
         vsplit = QSplitter(Qt.Orientation.Vertical)
@@ -471,6 +472,8 @@ class MainWindow(QMainWindow):
 
     def send(self, op: str, *args) -> None:
         self.hide_error()
+        if op not in ("set_settings", "set_k"):
+            self.status.setText("")  # "Opened …", "Saved …": about the document before this request
         if op in self.BACK_TO_THE_END and self.position is not None:
             self.position = None
             self.show_position(None)
@@ -659,13 +662,13 @@ class MainWindow(QMainWindow):
         self._set_enabled()
 
     def on_progress(self, fraction: float, message: str) -> None:
-        self._last_progress = message
         # the bar and the status line are redrawn at most four times a second (a progress
         # bar repaints at once on each new value: 12 ms each, 30 times a second while generating)
         now = time.monotonic()
         if 0 <= fraction < 1 and now - self._progress_shown < 0.25:
             return
         self._progress_shown = now
+        self._last_progress = message  # what the status line shows, cleared when the work ends
         if fraction < 0:
             self.progress.setRange(0, 0)
         else:
@@ -704,9 +707,13 @@ class MainWindow(QMainWindow):
     def on_token_clicked(self, index: int) -> None:
         if not 0 <= index < len(self.state.tokens):
             return
+        if self.span is not None:  # one chip now, not the span before it
+            self.span = None
+            self.surprise.set_selection(None, None)
         self.doc_view.select_token(index)
         self.surprise.set_current(index)
         self.show_position(index)
+        self.update_span_label()
 
     def show_position(self, index: int | None) -> None:
         """Show the distribution at ``index`` (what predicted that token), or the next token's."""
@@ -720,6 +727,7 @@ class MainWindow(QMainWindow):
             nxt = self.state.next
             if nxt is None:
                 self.dist.set_distribution([], title="Next token")
+                self.dist.set_footer("")
                 self.dist_title.setText("Next token: the document is empty.")
                 return
             k = self.k_spin.value()
@@ -786,6 +794,8 @@ class MainWindow(QMainWindow):
                     f"<span style='font-size:{big}pt'>Whole document: {whole.tokens:,} predicted tokens · "
                     f"{whole.total_bits:,.1f} bits · {whole.bits_per_token:.2f} bits/token · "
                     f"perplexity {whole.perplexity:,.2f}</span> — drag over tokens to measure a span")
+            else:  # nothing predicted yet (a new conversation): no figures of an earlier document
+                self.span_label.setText(SPAN_HINT)
             return
         a, b = self.span
         s = summarize([t.stats.bits for t in self.state.tokens[a:b] if t.stats is not None])
