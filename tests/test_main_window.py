@@ -668,3 +668,12 @@ def test_no_stale_numbers_stay_on_screen(qtbot, win, tmp_path) -> None:
     assert "Whole document" not in win.span_label.text() and "bits" not in win.span_label.text()
     assert win.dist.entropy_text() == ""
     assert "Opened" not in win.status.text()
+
+
+def test_the_way_back_after_new_conversation_is_said_and_works(qtbot, win) -> None:
+    end_turn(qtbot, win, "the cat sat")
+    before = [t.id for t in win.state.tokens]
+    run_op(qtbot, win, win.new_conv.click, "new_conversation")
+    assert f"The one before ({len(before)} tokens) is one Undo (Ctrl+Z) away." in win.status.text()
+    run_op(qtbot, win, win.undo.click, "undo")
+    assert [t.id for t in win.state.tokens] == before

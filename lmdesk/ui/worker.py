@@ -269,8 +269,10 @@ class EngineWorker(QObject):
 
         s = self._need()
         saved = conversation_file.read(path)
-        self.notice.emit(conversation_file.open_into(s, saved, self._progress("Opening the conversation"),
-                                                     self._should_cancel))
+        had = len(s.doc)
+        opened = conversation_file.open_into(s, saved, self._progress("Opening the conversation"), self._should_cancel)
+        back = f" The document before ({had:,} tokens) is one Undo (Ctrl+Z) away." if had else ""
+        self.notice.emit(opened + back)
 
     def _op_append_token(self, token_id: int) -> None:
         self._need().append_token(token_id)
@@ -300,7 +302,11 @@ class EngineWorker(QObject):
         self._need().reset_response()
 
     def _op_new_conversation(self) -> None:
-        self._need().reset()
+        s = self._need()
+        had = len(s.doc)
+        s.reset()
+        if had:
+            self.notice.emit(f"A new conversation. The one before ({had:,} tokens) is one Undo (Ctrl+Z) away.")
 
     def _op_set_system_prompt(self, text: str | None) -> None:
         self._need().set_system_prompt(text)
