@@ -14,6 +14,7 @@ Errors a person can fix end with one sentence on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -333,6 +334,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Numbers on the command line that make no sense are one sentence each."""
+    import math
+    import os
+
+    from .engine.sampling import SEED_LIMIT
+
+    threads = getattr(args, "threads", None)
+    cores = os.cpu_count() or 1
+    if threads is not None and not 1 <= threads <= 4 * cores:
+        raise LmdeskError(f"--threads must be from 1 to {4 * cores} (this computer has {cores} cores).")
+    top = getattr(args, "top", None)
+    if top is not None and not 1 <= top <= 1000:
+        raise LmdeskError("--top must be from 1 to 1000 candidates.")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise LmdeskError(f"--seed must be a whole number from 0 to {SEED_LIMIT - 1:,}.")
+    temperature = getattr(args, "temperature", None)
+    if temperature is not None and not (math.isfinite(temperature) and 0 <= temperature <= 100):
+        raise LmdeskError("--temperature must be a number from 0 (greedy) to 100.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -342,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return smoke(args.model)
     try:
+        _check_numbers(args)
         return func(args)
     except LmdeskError as exc:
         print(f"lmdesk: {exc}", file=sys.stderr)
@@ -349,6 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmdesk: stopped.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lmdesk score FILE | head`: the reader has what it wanted
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout once more at exit
+        except OSError:
+            pass
+        return 0
+    except OSError as exc:  # the output could not be written: a full disk
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            print(f"lmdesk: the output could not be written ({exc.strerror}).", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

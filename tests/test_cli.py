@@ -161,3 +161,42 @@ def test_a_chat_template_of_ones_own(tiny_dir: Path, tmp_path: Path) -> None:
                        "chat template is not valid")
     assert_clear_error(lmdesk("score", "--model", str(tiny_dir), "--chat-template", str(tmp_path / "none.jinja"),
                               "-", stdin=b"x"), "There is no chat template file")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["generate", "--seed", "-5", "hi"], "--seed must be a whole number from 0"),
+    (["generate", "--temperature", "nan", "hi"], "--temperature must be a number from 0"),
+    (["generate", "--top-p", "nan", "hi"], "Top-p must be above 0"),
+    (["score", "--threads", "1000", "-"], "--threads must be from 1 to"),
+    (["score", "--top", "0", "-"], "--top must be from 1 to 1000"),
+])
+def test_numbers_that_make_no_sense_are_one_sentence(tiny_dir: Path, args: list[str], words: str) -> None:
+    assert_clear_error(lmdesk(*args[:1], "--model", str(tiny_dir), *args[1:], stdin=b"the cat"), words)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tiny_dir: Path, tmp_path: Path) -> None:
+    text = tmp_path / "long.txt"
+    text.write_text("the cat sat on the mat. " * 6, encoding="utf-8")
+    proc = subprocess.run(f"'{sys.executable}' -m lmdesk score --model '{tiny_dir}' '{text}' | head -2",
+                          shell=True, capture_output=True, timeout=300)
+    assert proc.stderr.decode() == ""
+    assert len(proc.stdout.decode().splitlines()) == 2
+
+
+def test_import_into_a_read_only_folder_is_one_sentence(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:  # root writes anywhere; make the folder a file's child instead
+        blocked = tmp_path / "a-file"
+        blocked.write_text("x", encoding="utf-8")
+        out = blocked / "model"
+    else:
+        blocked = tmp_path / "ro"
+        blocked.mkdir()
+        blocked.chmod(0o500)
+        out = blocked / "model"
+    proc = lmdesk("import-gguf", str(write_tiny_gguf(tmp_path / "t.gguf", ctx=128)), "--out", str(out))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]  # after the progress line
+    assert last.startswith("lmdesk: Cannot ") and str(blocked) in last and last.endswith("."), err

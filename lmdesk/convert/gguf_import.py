@@ -418,7 +418,10 @@ def import_gguf(
         "chat_template_origin": template_origin,
     }
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=parent))
+    except OSError as exc:
+        raise ModelImportError(f"Cannot write into the folder {parent} ({exc.strerror or exc}).") from exc
     try:
         # streaming: each weight goes to model.onnx.data as soon as it is repacked, and
         # the layers are repacked one at a time as the graph reaches them
