@@ -110,6 +110,16 @@ def _one_sentence(message: str) -> None:
          b'"parts": [{"role": "text", "message": null}], "tokens": [[1, 7, 0]]}', "damaged"),
         (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab_size": 5}, '
          b'"parts": [], "tokens": "abc"}', "damaged"),
+        # what a reliability trial found reaching "Something went wrong inside lmdesk"
+        (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab_size": 1e400}, '
+         b'"parts": [{"role": "text", "message": null}], "tokens": [[1, 0, 0]]}', "damaged"),
+        (b"[" * 200_000 + b"]" * 200_000, "not an lmdesk conversation"),
+        (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab_size": 5}, '
+         b'"parts": [{"role": "text", "message": null}], "tokens": [[' + b"9" * 5000 + b', 0, 0]]}',
+         "not an lmdesk conversation"),
+        (b'{"format": "lmdesk-conversation", "version": 1, "model": {"name": "x", "vocab_size": 5}, '
+         b'"parts": [{"role": "text", "message": null}], "tokens": [[' + b"9" * 4000 + b', 0, 0]]}', "damaged"),
+        (b'{"format": "lmdesk-conversation", "version": "1"}', "format version is not a whole number"),
     ],
 )
 def test_bad_files_are_one_sentence(tmp_path: Path, content: bytes, words: str) -> None:
@@ -174,3 +184,12 @@ def test_a_conversation_too_long_for_the_model_leaves_the_document_alone(models,
     assert "at most 256" in str(err.value)
     assert target.ids == before and target.system_prompt == system and target.can_undo == undoable
     assert target.messages()[-2].content == "keep me"
+
+
+def test_version_1_0_is_version_1(models, tmp_path: Path) -> None:
+    a, _ = models
+    path = cf.save(a_conversation(a), tmp_path / "one.lmdesk.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["version"] = 1.0
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert cf.read(path).ids  # read, not "saved by a newer lmdesk"

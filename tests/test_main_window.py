@@ -677,3 +677,10 @@ def test_the_way_back_after_new_conversation_is_said_and_works(qtbot, win) -> No
     assert f"The one before ({len(before)} tokens) is one Undo (Ctrl+Z) away." in win.status.text()
     run_op(qtbot, win, win.undo.click, "undo")
     assert [t.id for t in win.state.tokens] == before
+
+
+def test_an_error_with_a_word_of_thousands_of_digits_keeps_the_window_on_the_screen(qtbot, win) -> None:
+    win.show_error("There is no token " + "9" * 4000 + " in this model's vocabulary.")
+    qtbot.wait(50)
+    assert len(win.banner.text()) < 200 and "…" in win.banner.text()
+    assert win.width() <= win.screen().availableGeometry().width()

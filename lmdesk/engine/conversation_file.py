@@ -29,6 +29,7 @@ FORMAT = "lmdesk-conversation"
 VERSION = 1
 SUFFIX = ".lmdesk.json"
 MAX_BYTES = 64 << 20  # far beyond any model's context; a bigger file is not a conversation
+MAX_VOCAB = 1 << 24  # token ids and vocabulary sizes beyond this are damage, not a model
 
 
 class ConversationFileError(LmdeskError):
@@ -111,15 +112,21 @@ def read(path: Path | str) -> SavedConversation:
         raise ConversationFileError(f"{name} cannot be read ({exc.strerror or exc}).") from exc
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, or an integer of thousands of digits; RecursionError: nesting without end
         raise ConversationFileError(f"{name} is not an lmdesk conversation: it is damaged or another kind of file.") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConversationFileError(f"{name} is not an lmdesk conversation file.")
-    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+    version = data.get("version")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConversationFileError(f"{name} is damaged: its format version is not a whole number.")
+    if version > VERSION:
         raise ConversationFileError(f"{name} was saved by a newer lmdesk; update lmdesk to open it.")
     try:
         return _parse(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ConversationFileError(f"{name} is damaged: its tokens or messages cannot be read.") from exc
 
 
@@ -136,6 +143,8 @@ def _parse(data: dict) -> SavedConversation:
         tok, part, kind = entry
         if not (isinstance(tok, int) and isinstance(part, int) and kind in (0, 1)) or not 0 <= part < len(parts):
             raise ValueError("bad token")
+        if not 0 <= tok < MAX_VOCAB:
+            raise ValueError("a token id no vocabulary has")
         ids.append(tok)
         segments.append(parts[part])
         kinds.append(MARKUP if kind == 1 else CONTENT)
@@ -146,8 +155,10 @@ def _parse(data: dict) -> SavedConversation:
     text = data.get("text", "")
     if not isinstance(text, str):
         raise ValueError("bad text")
-    return SavedConversation(str(model["name"]), int(model["vocab_size"]), system, ids, segments, kinds,
-                             messages, text)
+    vocab_size = model["vocab_size"]
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 0 < vocab_size < MAX_VOCAB:
+        raise ValueError("bad vocabulary size")
+    return SavedConversation(str(model["name"]), vocab_size, system, ids, segments, kinds, messages, text)
 
 
 def open_into(session, saved: SavedConversation, progress=None, should_cancel=None) -> str:

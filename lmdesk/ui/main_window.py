@@ -8,6 +8,7 @@ clicks into requests; it does no model work itself.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -677,6 +678,8 @@ class MainWindow(QMainWindow):
         self.status.setText(message)
 
     def show_error(self, message: str) -> None:
+        # a word of thousands of characters (a damaged file's number) would make the window that wide
+        message = re.sub(r"\S{64,}", lambda m: f"{m.group(0)[:30]}…{m.group(0)[-30:]}", message)
         self.banner.setText(f"⚠ {message}")
         self.banner.setVisible(True)
         self.status.setText("")
