@@ -684,3 +684,28 @@ def test_an_error_with_a_word_of_thousands_of_digits_keeps_the_window_on_the_scr
     qtbot.wait(50)
     assert len(win.banner.text()) < 200 and "…" in win.banner.text()
     assert win.width() <= win.screen().availableGeometry().width()
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_signal_closes_the_window_like_its_close_button(tiny_dir, tmp_path, signame: str) -> None:
+    """A kill, Ctrl+C or a closed terminal: the app closes the window (the
+    document is kept by closeEvent), exits 0 and prints no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(tmp_path), HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "lmdesk", "--model", str(tiny_dir), "--threads", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "lmdesk" / "lmdesk.log"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.is_file() and "starting" in log.read_text()):
+        time.sleep(0.2)
+    time.sleep(2)  # the window and the model are up
+    proc.send_signal(getattr(signal, signame))
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "closing the window" in log.read_text()

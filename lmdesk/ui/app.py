@@ -49,4 +49,26 @@ def run(model_folder: str | None = None, threads: int | None = None, chat_templa
     window = MainWindow(model_folder=model_folder, threads=threads, chat_template=chat_template,
                         keep_last=user_data_dir() / "last-conversation.lmdesk.json")
     window.show()
+    close_on_signals(window)
     return app.exec()
+
+
+def close_on_signals(window) -> None:
+    """Ctrl+C in the terminal, SIGTERM (a log-out, a kill) and SIGHUP (the
+    terminal closed) close the window as its close button does: the work is
+    stopped and the document kept. Python runs its signal handlers only
+    between bytecodes, so a timer lets it look in while Qt waits."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close(signum, _frame) -> None:
+        logging.getLogger(__name__).info("signal %s: closing the window", signum)
+        QTimer.singleShot(0, window.close)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), close)
+    tick = QTimer(window)
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
