@@ -337,7 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_numbers(args: argparse.Namespace) -> None:
     """Numbers on the command line that make no sense are one sentence each."""
     import math
-    import os
 
     from .engine.sampling import SEED_LIMIT
 

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from .errors import ModelNotFoundError, ModelPrepareError
-from .model_format import CONVERTER_REVISION, MANIFEST
+from .model_format import MANIFEST
+from .model_library import read_entry
 from .paths import model_dirs, writable
 
 FOLDER_NAME = "SmolLM2-135M-Instruct"
@@ -42,11 +43,8 @@ def is_current_default(folder: Path) -> bool:
     """True if ``folder`` holds the default model as this version converts it."""
     if not is_model_folder(folder):
         return False
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    return (
-        manifest.get("source", {}).get("sha256") == GGUF_SHA256
-        and manifest.get("converter", {}).get("revision") == CONVERTER_REVISION
-    )
+    entry = read_entry(folder)
+    return entry is not None and entry.source_sha256 == GGUF_SHA256 and entry.current
 
 
 def find_default_model() -> Path | None:
