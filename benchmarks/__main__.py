@@ -254,6 +254,7 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
+    from lmdesk.ui.intents import LoadText
     from lmdesk.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
@@ -276,7 +277,7 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
         win.message.setPlainText("Tell me a short story about a robot who learns to paint.")
         win.end_turn.click()
     else:  # a base model without a chat template reads plain text
-        win.send("load_text", "Once upon a time, a robot who wanted to paint")
+        win.send(LoadText("Once upon a time, a robot who wanted to paint"))
     wait(lambda: len(win.state.tokens) > 0 and not win.busy)
     times = []
     for _ in range(clicks):
@@ -313,6 +314,106 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
     win.client.shutdown()
     return {"click_to_chart_ms": statistics.median(times), "clicks": clicks,
             "generate_tokens_per_s": generated / seconds, "generated": generated}
+
+
+# -- the window's UI thread: the longest it stays away from its events ---------------------------
+
+class GapProbe:
+    """A 10 ms QTimer on the UI thread; the gap is how much later than due
+    each timeout arrives (what a keystroke or a Stop click would wait)."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self._last = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append(max(0.0, (now - self._last) * 1000 - 10))
+        self._last = now
+
+    def start(self) -> None:
+        self.gaps, self._last = [], None
+        self.timer.start()
+
+    def stop(self) -> dict:
+        self.timer.stop()
+        gaps = sorted(self.gaps) or [0.0]
+        return {"max_ms": gaps[-1], "p99_ms": gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))], "ticks": len(gaps)}
+
+
+def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_tokens: int, busy: bool) -> dict:
+    """Longest UI-thread gaps of the real window while it reads a document
+    of each length (prefill) and then generates ``new_tokens`` after it,
+    optionally with another program keeping one core busy."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from lmdesk.ui.intents import LoadText
+    from lmdesk.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    win = MainWindow(model_folder=str(folder), threads=threads)
+    win.resize(1280, 800)
+    win.show()
+    probe = GapProbe()
+
+    def run_until_idle(start) -> None:
+        loop = QEventLoop()
+        began: list[bool] = []
+
+        def on_busy(is_busy: bool, _what: str) -> None:
+            if is_busy:
+                began.append(True)
+            elif began:
+                loop.quit()
+
+        win.client.worker.busyChanged.connect(on_busy)
+        start()
+        loop.exec()
+        win.client.worker.busyChanged.disconnect(on_busy)
+        end = time.time() + 5
+        while win.busy and time.time() < end:
+            app.processEvents()
+
+    run_until_idle(lambda: None) if win.info is None else None
+    spinner = None
+    if busy:
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    out: dict = {"threads": win.client.worker.session.model.threads}
+    try:
+        win.temperature.setValue(0.0)
+        win.max_tokens.setValue(new_tokens)
+        for n in lengths:
+            ids = story_ids(win.info.tokenizer, n)
+            text = win.info.tokenizer.decode(ids)
+            probe.start()
+            run_until_idle(lambda text=text: win.send(LoadText(text)))
+            prefill = probe.stop()
+            before = len(win.state.tokens)
+            probe.start()
+            t0 = time.perf_counter()
+            run_until_idle(win.generate.click)
+            seconds = time.perf_counter() - t0
+            gen = probe.stop()
+            made = len(win.state.tokens) - before
+            out[str(n)] = {"prefill": prefill, "generate": gen, "tokens_per_s": made / seconds, "made": made,
+                           "rss_mb": current_rss_mb()}
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    win.close()
+    return out
 
 
 # -- faithfulness against the float64 reference -------------------------------------------------
@@ -487,6 +588,10 @@ def main() -> None:
     parser.add_argument("--ui-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--convert-only", nargs=2, metavar=("GGUF", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--kernels-only", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--gaps-only", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--busy-core", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--window-threads", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lengths", default="100,2000,8000", help=argparse.SUPPRESS)
     parser.add_argument("--no-gemma", action="store_true", help="skip the Gemma 3 270M rows (a 253 MB download once)")
     args = parser.parse_args()
     if args.kernels_only:
@@ -497,6 +602,10 @@ def main() -> None:
         return
     if args.engine_only:
         print(json.dumps(engine_figures(Path(args.engine_only), args.threads, args.decode_steps)))
+        return
+    if args.gaps_only:
+        lengths = [int(x) for x in args.lengths.split(",")]
+        print(json.dumps(ui_gap_figures(Path(args.gaps_only), args.window_threads, lengths, 100, args.busy_core)))
         return
     if args.ui_only:
         print(json.dumps(ui_click_figures(Path(args.ui_only), args.threads, args.clicks)))
@@ -530,6 +639,10 @@ def main() -> None:
         )
         ui = json.loads(proc.stdout.strip().splitlines()[-1])
         kernels = in_process("--kernels-only", str(folder), "--threads", str(args.threads))
+        gaps = {busy: in_process("--gaps-only", str(folder), "--lengths", args.lengths,
+                                 *(["--busy-core"] if busy else []),
+                                 *(["--window-threads", str(args.window_threads)] if args.window_threads else []))
+                for busy in (False, True)}
         f = faithfulness(folder, gguf, args.faithful_tokens, args.threads)
 
     t = args.threads
@@ -550,6 +663,19 @@ def main() -> None:
         ("window: Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",
          f"{ui['generated']} tokens; engine decode {1000 / e['decode_ms']:.1f} tok/s: "
          f"{ui['generate_tokens_per_s'] * e['decode_ms'] / 1000 * 100:.0f} % (target 90 %)"),
+    ]
+    for busy, g in gaps.items():
+        for n in args.lengths.split(","):
+            fig = g[n]
+            where = f"{n} tokens" + (", one core busy elsewhere" if busy else "")
+            rows += [
+                (f"window UI gap, generating after {where}",
+                 f"{fig['generate']['max_ms']:.0f} ms", f"p99 {fig['generate']['p99_ms']:.0f} ms; "
+                 f"{fig['tokens_per_s']:.1f} tok/s, {g['threads']} model thread(s) (target: max 50 ms)"),
+                (f"window UI gap, reading {where}", f"{fig['prefill']['max_ms']:.0f} ms",
+                 f"p99 {fig['prefill']['p99_ms']:.0f} ms; RSS then {fig['rss_mb']:.0f} MB"),
+            ]
+    rows += [
         ("max |Δ logit| vs float64 reference", f"{f['max_abs_logit']:.2e}", f"{args.faithful_tokens} tokens"),
         ("mean |Δ log-prob| vs reference", f"{f['mean_abs_logprob']:.2e} nats", "of the actual tokens"),
         ("top-1 agreement vs reference", f"{f['top1_agreement'] * 100:.1f} %",

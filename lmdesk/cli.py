@@ -4,6 +4,7 @@ Commands:
   lmdesk                         the explorer window (it prepares the default model if needed)
   lmdesk demo                    the model at work on the command line
   lmdesk score [FILE|-]          every token of a text with its probability, bits, rank, entropy
+                                 (--json: one JSON object; --csv: the table as CSV)
   lmdesk generate PROMPT         let the model write, token by token
   lmdesk import-gguf FILE [--out DIR]
   lmdesk prepare-model [--from FILE]
@@ -50,21 +51,72 @@ class _TerminalProgress:
         self._last = ""
 
 
-def _cmd_import_gguf(args: argparse.Namespace) -> int:
-    from .convert.gguf_import import import_gguf
-    from .engine.paths import model_dirs
+class _StopOnSignals:
+    """While an import writes its folder: Ctrl+C, SIGTERM (a log-out, a kill)
+    and SIGHUP (the terminal closed) ask it to stop at its next step, where it
+    removes what it began, as the window's Stop does (they used to end the
+    process on the spot, leaving a hidden half-written folder). A second
+    signal stops at once (KeyboardInterrupt; the import's clean-up still runs)."""
 
-    src = Path(args.file)
-    out = Path(args.out) if args.out else model_dirs()[0] / src.name.removesuffix(".gguf")
-    progress = _TerminalProgress()
-    try:
-        result = import_gguf(src, out, progress=progress, accuracy_level=4 if args.fast else 0, overwrite=args.force,
-                             chat_template=_template(args))
-    finally:
-        progress.close()
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._saved: dict = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        import signal
+
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                try:
+                    self._saved[getattr(signal, name)] = signal.signal(getattr(signal, name), self._handle)
+                except (ValueError, OSError):  # not the main thread: the signals stay as they are
+                    pass
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+
+def _cmd_import_gguf(args: argparse.Namespace) -> int:
+    with _StopOnSignals() as stop:  # before the converter's slow imports: a signal then stops it too
+        from .convert.gguf_import import import_gguf
+        from .engine.errors import Cancelled
+        from .engine.paths import model_dirs
+
+        src = Path(args.file)
+        out = Path(args.out) if args.out else model_dirs()[0] / src.name.removesuffix(".gguf")
+        progress = _TerminalProgress()
+        try:
+            result = import_gguf(src, out, progress=progress, should_cancel=stop.requested,
+                                 accuracy_level=4 if args.fast else 0, overwrite=args.force,
+                                 chat_template=_template(args))
+        except Cancelled as exc:
+            if stop.signum is None:
+                raise
+            progress.close()
+            try:
+                print(f"lmdesk: {exc}", file=sys.stderr)
+            except OSError:  # SIGHUP: the terminal may be gone
+                pass
+            return 128 + stop.signum  # the shell's code for a program ended by that signal
+        finally:
+            progress.close()
     m = result.manifest
     print(f"Imported {m['name']} ({m['architecture']}, {m['dimensions']['n_layer']} layers, "
           f"vocabulary {m['dimensions']['vocab_size']}) into {result.folder} in {result.seconds:.1f} s.")
+    for warning in result.warnings:  # the model works; its chat template does not
+        print(f"lmdesk: {warning}", file=sys.stderr)
     return 0
 
 
@@ -138,16 +190,11 @@ def _read_input(source: str) -> str:
     return text
 
 
-def _token_json(session, tok) -> dict:
-    table = session.token_text
-    entry = {"id": tok.id, "text": table(tok.id).display if table(tok.id).partial_utf8 else table(tok.id).text,
-             "logprob": None, "bits": None, "rank": None, "entropy": None, "top": []}
-    if tok.stats is not None:
-        st = tok.stats
-        entry.update(logprob=st.logprob, bits=st.bits, rank=st.rank, entropy=st.entropy,
-                     top=[{"id": i, "text": table(i).text or table(i).display, "prob": p}
-                          for i, p in zip(st.top_ids, st.top_probs)])
-    return entry
+def _token_json(session, tok, position: int) -> dict:
+    """One token as ``--json`` prints it: the same entry as ``score --json`` (engine/export.py)."""
+    from .engine.export import token_entries
+
+    return token_entries([tok], session.token_text)[0] | {"position": position}
 
 
 def _print_table(session, tokens, first_index: int = 0) -> None:
@@ -164,25 +211,31 @@ def _print_table(session, tokens, first_index: int = 0) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    import json
-
+    from .engine import export
     from .engine.session import Session
 
+    if args.json and args.csv:
+        raise LmdeskError("--csv and --json print the same table in two forms: choose one of them.")
     text = _read_input(args.file)
     model = _load(args)
     session = Session(model, top_k=args.top)
     session.load_text(text)
-    total = session.doc.total()
     if args.json:
-        out = {
-            "model": model.name,
-            "tokens": [_token_json(session, t) for t in session.doc.tokens],
-            "total_bits": total.total_bits,
-            "bits_per_token": total.bits_per_token,
-            "perplexity": total.perplexity,
-        }
-        print(json.dumps(out, ensure_ascii=False))
+        print(export.json_text(session.doc.tokens, session.token_text, model=model.name))
+    elif args.csv:
+        # plain UTF-8 without a byte order mark: this is for pipes and scripts (pandas, csvkit, `cut`),
+        # which would read a BOM as part of the first column's name; the window's File → Export
+        # writes files for Excel, which needs the BOM (engine/export.py, write_table)
+        data = export.csv_text(export.rows(session.doc.tokens, session.token_text)).encode("utf-8")
+        out = getattr(sys.stdout, "buffer", None)
+        if out is None:
+            sys.stdout.write(data.decode("utf-8"))
+        else:  # UTF-8 whatever the console's code page
+            sys.stdout.flush()
+            out.write(data)
+            out.flush()
     else:
+        total = session.doc.total()
         _print_table(session, session.doc.tokens)
         print(f"\n{len(session.doc)} tokens; {total.total_bits:.1f} bits in all, "
               f"{total.bits_per_token:.2f} bits per token, perplexity {total.perplexity:.2f}")
@@ -232,7 +285,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             "seed": events[0].seed if events else None,
             "finished": events[-1].finished if events else None,
             "text": session.text(start),
-            "tokens": [_token_json(session, t) | {"sampled_prob": e.sampled_prob} for t, e in zip(new_tokens, events)],
+            "tokens": [_token_json(session, t, start + n) | {"sampled_prob": e.sampled_prob}
+                       for n, (t, e) in enumerate(zip(new_tokens, events))],
             "total_bits": span.total_bits, "bits_per_token": span.bits_per_token, "perplexity": span.perplexity,
         }, ensure_ascii=False))
     else:
@@ -302,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("file", nargs="?", default="-", help="a UTF-8 text file, or - for standard input (default)")
     score.add_argument("--top", type=int, default=20, help="candidates listed per position (default 20)")
     score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.add_argument("--csv", action="store_true",
+                       help="print the table as CSV: position,id,text,prob,logprob,bits,rank,entropy")
     score.set_defaults(func=_cmd_score)
 
     gen = sub.add_parser("generate", help="let the model write")

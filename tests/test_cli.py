@@ -53,6 +53,71 @@ def test_score_json(tiny_dir: Path, tmp_path: Path) -> None:
     assert out["perplexity"] == pytest.approx(2 ** out["bits_per_token"])
 
 
+# commas, quotes, a new line, a tab, leading spaces, a letter of two bytes (two tokens), a special token
+TRICKY = ' the, "cat"\n\tsat  é "a,b"<|im_end|>'
+
+
+def score_csv(tiny_dir: Path, text: str, *extra: str) -> tuple[str, list[dict]]:
+    import csv
+    import io
+
+    proc = lmdesk("score", "--model", str(tiny_dir), "--csv", *extra, "-", stdin=text.encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert not proc.stdout.startswith(b"\xef\xbb\xbf")  # plain UTF-8 on standard output: no BOM
+    out = proc.stdout.decode("utf-8")
+    return out, list(csv.DictReader(io.StringIO(out, newline="")))
+
+
+def test_score_csv_is_the_json_table(tiny_dir: Path) -> None:
+    out, rows = score_csv(tiny_dir, TRICKY)
+    assert out.split("\n")[0] == "position,id,text,prob,logprob,bits,rank,entropy"
+    proc = lmdesk("score", "--model", str(tiny_dir), "--json", "-", stdin=TRICKY.encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    toks = json.loads(proc.stdout)["tokens"]
+    assert len(rows) == len(toks) > 10
+    for n, (row, tok) in enumerate(zip(rows, toks)):
+        assert int(row["position"]) == n == tok["position"] and int(row["id"]) == tok["id"]
+        assert row["text"] == tok["text"]
+        for key in ("prob", "logprob", "bits", "entropy"):
+            assert (row[key] == "" and tok[key] is None) if n == 0 else float(row[key]) == tok[key], (n, key)
+        assert (row["rank"] == "" and tok["rank"] is None) if n == 0 else int(row["rank"]) == tok["rank"]
+        if n:
+            assert float(row["bits"]) == pytest.approx(-float(row["logprob"]) / math.log(2), rel=1e-12)
+            assert float(row["prob"]) == pytest.approx(math.exp(float(row["logprob"])), rel=1e-12)
+    # the text column reads back as the text; the two bytes of "é" are written as bytes, one token each
+    texts = [r["text"] for r in rows]
+    assert "<0xC3>" in texts and "<0xA9>" in texts
+    assert "".join(texts).replace("<0xC3><0xA9>", "é") == TRICKY
+    assert out.split("\n")[1].endswith(',"","","","",""')  # the first token: nothing predicted it
+
+
+def test_score_csv_numbers_worked_out_independently(tiny_dir: Path) -> None:
+    """The CSV's numbers against numpy on the reference forward pass of the GGUF file (no lmdesk)."""
+    import numpy as np
+    from reference import ReferenceModel
+    from tokenizers import Tokenizer
+
+    text = "the cat sat on the mat, and what is the capital of France?"
+    _, rows = score_csv(tiny_dir, text)
+    ids = Tokenizer.from_file(str(tiny_dir / "tokenizer.json")).encode(text).ids
+    assert [int(r["id"]) for r in rows] == ids
+    logits = ReferenceModel(tiny_dir.parent / "tiny.gguf").forward(ids)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    lp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    for j in range(1, len(ids)):
+        dist, actual, row = lp[j - 1], lp[j - 1, ids[j]], rows[j]
+        assert float(row["logprob"]) == pytest.approx(actual, abs=2e-3)
+        assert float(row["bits"]) == pytest.approx(-actual / math.log(2), abs=3e-3)
+        assert float(row["prob"]) == pytest.approx(math.exp(actual), rel=3e-3)
+        assert float(row["entropy"]) == pytest.approx(-(np.exp(dist) * dist).sum() / math.log(2), abs=3e-3)
+        assert (dist > actual + 1e-3).sum() + 1 <= int(row["rank"]) <= (dist > actual - 1e-3).sum() + 1
+
+
+def test_score_csv_and_json_together_is_one_sentence(tiny_dir: Path) -> None:
+    assert_clear_error(lmdesk("score", "--model", str(tiny_dir), "--csv", "--json", "-", stdin=b"the cat"),
+                       "--csv and --json")
+
+
 def test_score_table_from_stdin(tiny_dir: Path) -> None:
     proc = lmdesk("score", "--model", str(tiny_dir), "-", stdin="the  cat\n".encode())
     assert proc.returncode == 0, proc.stderr.decode()
@@ -65,6 +130,7 @@ def test_generate_is_reproducible(tiny_dir: Path) -> None:
     args = ("generate", "--model", str(tiny_dir), "--max-new-tokens", "8", "--seed", "5", "--json", "the cat")
     a, b = lmdesk(*args), lmdesk(*args)
     assert a.returncode == 0, a.stderr.decode()
+    assert b.returncode == 0, b.stderr.decode()
     ja, jb = json.loads(a.stdout), json.loads(b.stdout)
     assert ja["tokens"] == jb["tokens"] and ja["seed"] == 5
     assert 1 <= len(ja["tokens"]) <= 8
@@ -74,9 +140,13 @@ def test_generate_is_reproducible(tiny_dir: Path) -> None:
 def test_generate_chat_greedy(tiny_dir: Path) -> None:
     proc = lmdesk("generate", "--model", str(tiny_dir), "--chat", "--temperature", "0", "--max-new-tokens", "4",
                   "--json", "hello")
+    assert proc.returncode == 0, proc.stderr.decode()
     out = json.loads(proc.stdout)
     assert out["prompt_tokens"] > 3 and out["seed"] is None
-    assert all(t["rank"] == 1 for t in out["tokens"])
+    assert 1 <= len(out["tokens"]) <= 4  # all() of no tokens would pass too
+    assert all(t["rank"] == 1 and t["top"][0]["id"] == t["id"] for t in out["tokens"])
+    start = out["prompt_tokens"]
+    assert [t["position"] for t in out["tokens"]] == list(range(start, start + len(out["tokens"])))
 
 
 @pytest.mark.parametrize(

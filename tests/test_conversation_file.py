@@ -193,3 +193,28 @@ def test_version_1_0_is_version_1(models, tmp_path: Path) -> None:
     data["version"] = 1.0
     path.write_text(json.dumps(data), encoding="utf-8")
     assert cf.read(path).ids  # read, not "saved by a newer lmdesk"
+
+
+def test_a_draft_is_kept_beside_the_document(models, tmp_path: Path) -> None:
+    a, _ = models
+    s = a_conversation(a)
+    path = cf.save(s, tmp_path / "d.lmdesk.json", draft="half a thought ✍")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["draft"] == "half a thought ✍"
+    assert cf.read(path).draft == "half a thought ✍"
+    assert cf.read(cf.save(s, tmp_path / "none.lmdesk.json")).draft is None
+    data["draft"] = 5
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(cf.ConversationFileError, match="damaged"):
+        cf.read(path)
+
+
+def test_a_file_holding_only_a_draft_opens_to_the_draft(models, tmp_path: Path) -> None:
+    a, _ = models
+    s = Session(a)
+    path = cf.write(cf.document_dict(s.doc, a.tokenizer, a.name, a.vocab_size, None, "my first message"),
+                    tmp_path / "draft.lmdesk.json")
+    saved = cf.read(path)
+    assert saved.ids == [] and saved.draft == "my first message"
+    assert "back in its box" in cf.open_into(s, saved)
+    assert len(s.doc) == 0

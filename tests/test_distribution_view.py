@@ -244,3 +244,21 @@ def test_themes_keep_the_content(view, theme):
     view.set_theme(theme)
     assert view.labels() == before
     assert view.bar_values() == pytest.approx([0.99, 0.008, 0.002, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("width", [480, 300, 220])
+def test_the_extra_line_fits_a_narrow_chart(view, qtbot, width):
+    """"… rank 3,015: … ◀ actual" shortens to fit the chart's width instead of
+    being cut off at its edge (the rank and the token stay readable)."""
+    view.set_animated(False)
+    view.resize(width, 420)
+    shown(qtbot, view)
+    view.set_distribution(ENTRIES, highlight=9123, extra=(9123, "·Photosynthesis", 0.0000123, 3015))
+    qtbot.wait(20)
+    drawn = view.extra_text_width()
+    room = view.plot_widget.viewport().width()
+    assert 0 < drawn <= room
+    html = view._extra_item.textItem.toHtml()
+    assert "3,015" in html  # the rank is never dropped
+    if width == 480:
+        assert "… rank 3,015:" in html and MARKER in html  # with room, the whole line

@@ -335,6 +335,29 @@ def test_drag_selects_a_span(view, qtbot) -> None:
     assert spans[-1] == (1, 8)
 
 
+def test_a_drag_ending_in_the_gap_after_a_chip_ends_at_that_chip(view, qtbot) -> None:
+    """Released between two chips, a drag takes the chips it passed over, not
+    the one after the gap (it used to take one token more than aimed at)."""
+    tokens, segments, vocab = plain_doc(12)
+    view.set_document(tokens, segments, vocab)
+    spans = record(view.spanSelected)
+    canvas = view.canvas()
+    a, b = view.chip_rect(5), view.chip_rect(6)
+    assert a.top() == b.top() and b.left() - a.right() >= 2  # a gap between 5 and 6 on one row
+    gap = QPoint((a.right() + b.left()) // 2, a.center().y())
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=center(view.chip_rect(2)))
+    qtbot.mouseMove(canvas, pos=center(view.chip_rect(4)))
+    qtbot.mouseMove(canvas, pos=gap)
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=gap)
+    assert spans == [(2, 6)]  # chips 2 … 5
+    # backwards into the same gap: from chip 9 back to chip 6
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=center(view.chip_rect(9)))
+    qtbot.mouseMove(canvas, pos=center(view.chip_rect(7)))
+    qtbot.mouseMove(canvas, pos=gap)
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=gap)
+    assert spans[-1] == (6, 10)
+
+
 def test_shift_click_selects_from_the_last_clicked_chip(view, qtbot) -> None:
     tokens, segments, vocab = plain_doc(12)
     view.set_document(tokens, segments, vocab)
@@ -413,7 +436,7 @@ def test_programmatic_selection_emits_nothing_and_scrolls_into_view(view, qtbot)
 # ---------------------------------------------------------------------------
 
 
-def test_tooltip_text() -> None:
+def test_tooltip_text(qtbot) -> None:
     vocab = Vocab()
     st = TokenStats(prob=0.152, logprob=math.log(0.152), bits=-math.log2(0.152), rank=3, entropy=4.1,
                     top_ids=(5,), top_probs=(0.4,))
@@ -426,6 +449,7 @@ def test_tooltip_text() -> None:
         DocToken(vocab.id_of("<|im_end|>", True), stats(0.5), 0, MARKUP, True),
     ]
     v = DocumentView()
+    qtbot.addWidget(v)
     v.set_document(tokens, [Segment("user", 0)], vocab)
     first = v.tooltip_text(0)
     assert "first token: nothing predicted it" in first
@@ -529,7 +553,7 @@ def test_selection_and_highlight_are_drawn(view) -> None:
     assert color_close(ring, LIGHT.highlight, 40)
 
 
-def test_marks_are_drawn_unlike_real_text() -> None:
+def test_marks_are_drawn_unlike_real_text(qtbot) -> None:
     """A space mark '·' and a real '·' in the same chip are drawn in different colours."""
     vocab = Vocab()
     real_dot = TokenText(" \u00b7".encode(), " \u00b7", "\u00b7\u00b7", False, False, False, ((0, 1),))
@@ -537,6 +561,7 @@ def test_marks_are_drawn_unlike_real_text() -> None:
     tokens = [DocToken(1, None, 0, CONTENT, False), DocToken(7, stats(15.0), 0, CONTENT, False)]
     vocab.by_id[1] = make_text("x")
     v = DocumentView()
+    qtbot.addWidget(v)
     v.resize(500, 200)
     v.set_theme(LIGHT)
     v.set_zoom(3.0)

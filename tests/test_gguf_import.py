@@ -647,3 +647,181 @@ def test_a_long_context_phi3_runs_within_its_original_context(tmp_path: Path) ->
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["context_length"] == 128  # rope.scaling.original_context_length, not the file's 4096
     assert manifest["architecture"] == "phi3"
+
+
+# -- a chat template the import cannot render (issue 11) -------------------------------------
+
+@pytest.mark.parametrize("template, words", [
+    ("{% for m in messages %}{{ m.content }", "is not valid"),  # does not compile
+    ("{% for m in messages %}{{ m.content // 0 }}{% endfor %}", "failed on a short test conversation"),
+])
+def test_a_chat_template_that_cannot_render_is_reported(tmp_path: Path, template: str, words: str) -> None:
+    from lmdesk.engine.model_folder import read_model_folder
+
+    src = write_tiny_gguf(tmp_path / "tiny.gguf", chat_template=template)
+    result = import_gguf(src, tmp_path / "model")
+    assert read_model_folder(result.folder).chat_template == template  # imported all the same
+    (warning,) = result.warnings
+    _one_sentence(warning)
+    assert words in warning and "the model was imported all the same" in warning, warning
+    assert "family's chat format" in warning
+
+    proc = subprocess.run([sys.executable, "-m", "lmdesk", "import-gguf", str(src), "--out", str(tmp_path / "m2")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Imported" in proc.stdout
+    assert f"lmdesk: {warning}" in proc.stderr.splitlines(), proc.stderr
+
+
+def test_a_chat_template_that_renders_gives_no_warning(tmp_path: Path) -> None:
+    src = write_tiny_gguf(tmp_path / "tiny.gguf")  # ChatML
+    assert import_gguf(src, tmp_path / "model").warnings == ()
+
+
+# -- the free disk space an import asks for (issue 11, defect 9) --------------------------------
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.realmodel
+def test_the_free_space_asked_is_about_what_the_folder_takes(real_gguf: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2's folder is 99.3 MB; the import asked for 235 MB (refused with 210 MB free). It now asks
+    for less than 115 MB, and never for less than the folder takes."""
+    free = {"bytes": 98_000_000}
+    monkeypatch.setattr(gguf_import.shutil, "disk_usage", lambda p: type("U", (), {"free": free["bytes"]})())
+    with pytest.raises(ModelImportError, match="Not enough disk space") as err:
+        import_gguf(real_gguf, tmp_path / "refused", source_sha256="0" * 64)
+    _one_sentence(str(err.value))
+    asked = int(str(err.value).split("needs about ")[1].split(" MB")[0])
+    assert 99 < asked < 115, str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+    free["bytes"] = 115_000_000
+    out = import_gguf(real_gguf, tmp_path / "model", source_sha256="0" * 64).folder
+    assert 98_000_000 < _folder_bytes(out) <= free["bytes"]  # the space given was truly enough
+
+
+def test_the_free_space_asked_covers_every_kind_of_weight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import refused for want of space is refused before it writes, so the estimate must not
+    fall below what the folder takes: for every tiny model, free space of exactly its folder's size
+    minus one byte is refused."""
+    sizes = {}
+    for case in ("f32-gqa2", "q4_1-gqa2", "q4_k-q8_0-embed", "q6_k-q6_k-embed", "q5_k-untied-q6_k-output",
+                 "gemma3-window-qk-norm"):
+        src = write_tiny_gguf(tmp_path / f"{case}.gguf", **TINY_CASES[case])
+        sizes[case] = (src, _folder_bytes(import_gguf(src, tmp_path / case).folder))
+    for case, (src, size) in sizes.items():
+        monkeypatch.setattr(gguf_import.shutil, "disk_usage", lambda p, s=size: type("U", (), {"free": s - 1})())
+        with pytest.raises(ModelImportError, match="Not enough disk space"):
+            import_gguf(src, tmp_path / f"{case}-again")
+
+
+# -- signals and stale staging folders (issue 11, defect 6) ------------------------------------
+
+def _staging(folder: Path, name: str = "*") -> list[Path]:
+    return sorted(p for p in folder.glob(f".{name}.importing-*"))
+
+
+def _start_import(src: Path, out: Path) -> subprocess.Popen:
+    """``lmdesk import-gguf`` in a subprocess, returned once its staging folder exists."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "lmdesk", "import-gguf", str(src), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while not _staging(out.parent, out.name):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the import never began to write"
+            time.sleep(0.01)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
+
+
+@pytest.mark.realmodel
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+def test_a_signal_stops_an_import_and_leaves_nothing(real_gguf: Path, tmp_path: Path, name: str, code: int) -> None:
+    """SIGTERM and SIGHUP used to end the process at once, leaving a hidden half-written folder."""
+    import signal
+
+    proc = _start_import(real_gguf, tmp_path / "model")
+    proc.send_signal(getattr(signal, name))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("lmdesk:")]
+    assert lines == ["lmdesk: The model import was stopped; nothing was written."], err
+    assert "Imported" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.realmodel
+def test_a_killed_imports_folder_goes_with_the_next_import_but_a_running_ones_stays(real_gguf: Path,
+                                                                                     tmp_path: Path) -> None:
+    import signal
+
+    models = tmp_path / "models"
+    models.mkdir()
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+
+    killed = _start_import(real_gguf, models / "smol")
+    killed.kill()  # SIGKILL: nothing of lmdesk runs
+    killed.communicate(timeout=60)  # reaped: its process id is free
+    (left,) = _staging(models)
+    assert left.name.startswith(".smol.importing-")
+
+    running = _start_import(real_gguf, models / "smol2")
+    running.send_signal(signal.SIGSTOP)  # paused half way: still running, as an import in another window
+    try:
+        (live,) = _staging(models, "smol2")
+        import_gguf(tiny, models / "tiny")
+        assert not left.exists()  # the killed import's
+        assert live.is_dir() and any(live.iterdir())  # the running import's, untouched
+    except BaseException:
+        running.kill()
+        running.communicate()
+        raise
+    finally:
+        running.send_signal(signal.SIGCONT)
+    _, err = running.communicate(timeout=120)
+    assert running.returncode == 0, err
+    assert sorted(p.name for p in models.iterdir()) == ["smol2", "tiny"]
+    assert LoadedModel(models / "smol2", threads=1).vocab_size == 49152
+
+
+def test_only_lmdesks_own_stale_staging_folders_are_removed(tmp_path: Path) -> None:
+    """Folders of another computer or of an lmdesk that did not name its process go once nothing in
+    them changed for an hour; anything not named as lmdesk names its staging folders stays."""
+    import os
+    import time
+
+    hour_ago = time.time() - gguf_import.STALE_AFTER_SECONDS - 60
+
+    def folder(name: str, old: bool) -> Path:
+        p = tmp_path / name
+        p.mkdir()
+        (p / "model.onnx.data").write_bytes(b"\0" * 100)
+        if old:
+            for f in (p / "model.onnx.data", p):
+                os.utime(f, (hour_ago, hour_ago))
+        return p
+
+    gone = [folder(".a.importing-k3j4h5g6", True),  # an older lmdesk's, idle for an hour
+            folder(".b.gguf.importing-someothercomputer-4242-k3j4h5g6", True)]
+    kept = [folder(".c.importing-k3j4h5g6", False),  # an older lmdesk's, still being written
+            folder(".d.importing-someothercomputer-4242-k3j4h5g6", False),
+            folder(".e.importing-notes", True),  # not lmdesk's naming
+            folder("f.importing-k3j4h5g6", True),  # not hidden: someone's own folder
+            folder(".g.importing-k3j4h5g6-extra", True)]
+    stray = tmp_path / ".h.importing-k3j4h5g6"
+    stray.write_bytes(b"a file, not a staging folder")
+    os.utime(stray, (hour_ago, hour_ago))
+    kept.append(stray)
+
+    assert sorted(gguf_import.remove_stale_imports(tmp_path)) == sorted(gone)
+    assert sorted(p for p in tmp_path.iterdir()) == sorted(kept)

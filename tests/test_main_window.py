@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from tiny_gguf import write_tiny_gguf
 
 from lmdesk.engine.document import CONTENT, MARKUP
 from lmdesk.convert.gguf_import import import_gguf
-from lmdesk.engine.stats import summarize
+from lmdesk.ui.intents import AppendToken, LoadModel, LoadText, Truncate
 
 TIMEOUT = 20000
 
@@ -25,10 +27,11 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 def idle(qtbot, win) -> None:
-    """Wait until the worker has answered everything sent so far."""
-    qtbot.waitUntil(lambda: not win.busy, timeout=TIMEOUT)
-    qtbot.wait(30)
-    qtbot.waitUntil(lambda: not win.busy, timeout=TIMEOUT)
+    """Wait until the worker has answered everything sent so far and the
+    window has drawn its answer."""
+    worker = win.client.worker
+    qtbot.waitUntil(lambda: worker.handled == win.client._sent and not win.busy
+                    and win.state.revision == worker._revision, timeout=TIMEOUT)
 
 
 def run_op(qtbot, win, trigger, op: str) -> list[tuple]:
@@ -143,11 +146,13 @@ def test_a_span_shows_the_sum_of_its_bits(qtbot, win) -> None:
     end_turn(qtbot, win, "the cat sat on the mat")
     a, b = 3, 9
     win.doc_view.spanSelected.emit(a, b)
-    s = summarize([t.stats.bits for t in win.state.tokens[a:b]])
+    bits = [t.stats.bits for t in win.state.tokens[a:b]]
+    total = sum(bits)  # by hand, not with lmdesk's summarize that the window uses
+    per = total / len(bits)
     text = win.span_label.text()
     assert f"Selected {b - a} tokens" in text
-    assert f"{s.total_bits:,.1f} bits" in text and f"{s.bits_per_token:.2f} bits/token" in text
-    assert f"perplexity {s.perplexity:,.2f}" in text
+    assert f"{total:,.1f} bits" in text and f"{per:.2f} bits/token" in text
+    assert f"perplexity {2.0 ** per:,.2f}" in text
 
 
 def test_undo_reset_and_force(qtbot, win) -> None:
@@ -191,12 +196,15 @@ def test_generate_streams_and_stop_stops(qtbot, win) -> None:
 
     run_op(qtbot, win, generate_and_stop, "generate")
     assert len(win.state.tokens) - start < 30
-    win.client.send("truncate", start)
+    win.client.send(Truncate(start))
     idle(qtbot, win)
 
     # Stop after the third token: asked from the worker's own thread, so the
     # moment is exact however busy the machine is
+    written: list[int] = []
+
     def stop_at_three(st) -> None:
+        written.append(len(st.tokens))
         if len(st.tokens) == start + 3:
             win.client.stop()
 
@@ -204,14 +212,33 @@ def test_generate_streams_and_stop_stops(qtbot, win) -> None:
     seen = run_op(qtbot, win, win.generate.click, "generate")
     win.client.worker.stateChanged.disconnect(stop_at_three)
     assert len(win.state.tokens) == start + 3
-    assert sorted({n for *_, n in seen if n > start}) == [start + 1, start + 2, start + 3]  # token by token
+    assert sorted(set(n for n in written if n > start)) == [start + 1, start + 2, start + 3]  # the worker: token by token
+    shown = [n for *_, n in seen]
+    assert shown == sorted(shown) and shown[-1] == start + 3  # the window: the newest, in order, the last one too
 
-    # without Stop the same seed runs to the limit, one chip at a time
+    # without Stop the same seed runs to the limit; the window draws it as it grows
+    # (at most once a frame: this tiny model writes faster than a screen shows)
     win.undo.click()
     idle(qtbot, win)
+    slow_down(win, 0.02)  # 60 tokens: at least 1.2 s, some 36 frames
     seen = run_op(qtbot, win, win.generate.click, "generate")
     assert len(win.state.tokens) - start == 60
-    assert len({n for *_, n in seen if n > start}) >= 10
+    during = sorted({n for busy, *_, n in seen if busy and start < n < start + 60})
+    assert len(during) >= 10, during
+
+
+def slow_down(win, seconds: float) -> None:
+    """Make each forward pass of the window's model take ``seconds`` more
+    (the tiny test model writes a token in about a millisecond, faster than
+    any screen shows: a real model takes 20–60 ms)."""
+    model = win.client.worker.session.model
+    forward = model.forward
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return forward(*args, **kwargs)
+
+    model.forward = slow
 
 
 def test_controls_wait_while_busy(qtbot, win) -> None:
@@ -220,6 +247,7 @@ def test_controls_wait_while_busy(qtbot, win) -> None:
     win.seed.setValue(1)
     win.fixed_seed.setChecked(True)
     idle(qtbot, win)
+    slow_down(win, 0.02)
     seen = run_op(qtbot, win, win.generate.click, "generate")
     during = [v for v in seen if v[0]]
     assert len(during) >= 10
@@ -366,9 +394,7 @@ def test_real_lab_flow(qtbot, real_model_dir) -> None:
     win.temperature.setValue(0.0)
     win.max_tokens.setValue(20)
     idle(qtbot, win)
-    win.generate.click()
-    qtbot.waitUntil(lambda: win.busy, timeout=TIMEOUT)
-    idle(qtbot, win)
+    run_op(qtbot, win, win.generate.click, "generate")
     reply = win.info.tokenizer.decode([t.id for t in win.state.tokens[start:]])
     assert reply.startswith("The capital of France is Paris")
     paris = next(i for i in range(start, len(win.state.tokens)) if win.texts(win.state.tokens[i].id).display == "·Paris")
@@ -386,10 +412,25 @@ def test_closing_mid_generation_is_clean(qtbot, tiny_dir) -> None:
     win.seed.setValue(1)
     win.fixed_seed.setChecked(True)
     idle(qtbot, win)
+    start = len(win.state.tokens)
+    worker = win.client.worker
+    paused = threading.Event()
+
+    def hold_at_three(st) -> None:  # in the worker's thread: it waits there until the window closes
+        if len(st.tokens) == start + 3 and not paused.is_set():
+            paused.set()
+            deadline = time.monotonic() + TIMEOUT / 1000
+            while not worker._should_cancel() and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    from PySide6.QtCore import Qt
+
+    worker.stateChanged.connect(hold_at_three, Qt.ConnectionType.DirectConnection)
     win.generate.click()
-    qtbot.waitUntil(lambda: win.client.thread.isRunning(), timeout=TIMEOUT)
-    win.close()  # while the worker may still be writing
+    qtbot.waitUntil(paused.is_set, timeout=TIMEOUT)
+    win.close()  # the worker is mid-generation, 3 of at most 100 tokens written
     assert win.client.thread.isFinished()
+    assert len(worker.session.doc) == start + 3  # close stopped it at its next token
 
 
 def test_emoji_and_non_latin_messages(qtbot, win) -> None:
@@ -421,7 +462,7 @@ def test_switching_models_keeps_the_conversation(qtbot, win, tmp_path) -> None:
     before = win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False)
     other = tmp_path / "other"
     import_gguf(write_tiny_gguf(tmp_path / "other.gguf", ctx=128, seed=11, n_layer=1), other)
-    seen = run_op(qtbot, win, lambda: win.send("load_model", str(other)), "load_model")
+    seen = run_op(qtbot, win, lambda: win.send(LoadModel(str(other))), "load_model")
     assert seen and win.info.folder == str(other)
     after = win.info.tokenizer.decode([t.id for t in win.state.tokens], skip_special_tokens=False)
     assert after == before  # same template and vocabulary here: the very same document
@@ -709,3 +750,212 @@ def test_a_signal_closes_the_window_like_its_close_button(tiny_dir, tmp_path, si
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "closing the window" in log.read_text()
+
+
+def test_ctrl_c_copies_the_selected_tokens_as_text_and_as_a_table(qtbot, win) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    end_turn(qtbot, win, "the cat sat on the mat")
+    n = len(win.state.tokens)
+    a, b = n - 6, n - 1
+    win.on_span(a, b)
+    win.doc_view.canvas().setFocus()
+    qtbot.keyClick(win.doc_view.canvas(), Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    ids = [t.id for t in win.state.tokens[a:b]]
+    # the characters the tokens make, read with the tokenizer itself
+    assert QGuiApplication.clipboard().text() == win.info.tokenizer.decode(ids, skip_special_tokens=False)
+    qtbot.keyClick(win.doc_view.canvas(), Qt.Key.Key_C,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    rows = QGuiApplication.clipboard().text().strip("\r\n").splitlines()
+    assert len(rows) == 1 + (b - a)  # a header, then one row per token
+    header = rows[0].split("\t")
+    for i, row in zip(range(a, b), rows[1:]):
+        cells = dict(zip(header, row.split("\t")))
+        st = win.state.tokens[i].stats
+        assert int(cells["position"]) == i
+        assert abs(float(cells["bits"]) - (-math.log2(st.prob))) < 1e-4 * max(1.0, st.bits)
+        assert int(cells["rank"]) == st.rank
+    # nothing selected: a sentence, and the clipboard keeps what it had
+    win.on_selection_cleared()
+    win.show_position(None)
+    before = QGuiApplication.clipboard().text()
+    qtbot.keyClick(win.doc_view.canvas(), Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert win.banner.isVisible() and "select" in win.banner.text().lower()
+    assert QGuiApplication.clipboard().text() == before
+
+
+def kept_window(qtbot, tiny_dir, kept):
+    from lmdesk.ui.main_window import MainWindow
+
+    win = MainWindow(model_folder=str(tiny_dir), threads=1, keep_last=kept)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.info is not None, timeout=TIMEOUT)
+    idle(qtbot, win)
+    return win
+
+
+def test_closing_while_the_model_reads_a_message_keeps_the_message(qtbot, tiny_dir, tmp_path) -> None:
+    kept = tmp_path / "last.lmdesk.json"
+    win = kept_window(qtbot, tiny_dir, kept)
+    end_turn(qtbot, win, "the cat sat")
+    first = [t.id for t in win.state.tokens]
+    win.client.worker.session.chunk_size = 2  # a long read, in many steps, each a checkpoint for Stop
+    slow_down(win, 0.05)
+    pasted = "a long pasted message about the dog and the mat " * 2
+    closed: list[bool] = []
+
+    class CloseWhileReading(QObject):
+        @Slot(float, str)
+        def on_progress(self, _fraction: float, _message: str) -> None:
+            if not closed:
+                closed.append(True)
+                win.close()
+
+    closer = CloseWhileReading()
+    win.client.worker.progress.connect(closer.on_progress)
+    win.message.setPlainText(pasted)
+    win.message.setFocus()
+    win.end_turn.click()
+    win.message.setPlainText("and a second thought")  # typed while the model reads
+    qtbot.waitUntil(lambda: bool(closed), timeout=TIMEOUT)
+    saved = json.loads(kept.read_text(encoding="utf-8"))
+    assert [t[0] for t in saved["tokens"]] == first  # no half a message in the document
+    assert saved["draft"] == pasted + "\nand a second thought"
+
+    again = kept_window(qtbot, tiny_dir, kept)
+    again.act_reopen_last.trigger()
+    qtbot.waitUntil(lambda: [t.id for t in again.state.tokens] == first, timeout=TIMEOUT)
+    idle(qtbot, again)
+    assert again.message.toPlainText() == pasted + "\nand a second thought"
+
+
+def test_closing_while_the_worker_cannot_stop_keeps_what_was_drawn(qtbot, tiny_dir, tmp_path) -> None:
+    kept = tmp_path / "last.lmdesk.json"
+    win = kept_window(qtbot, tiny_dir, kept)
+    end_turn(qtbot, win, "the cat sat")
+    drawn = [t.id for t in win.state.tokens]
+    release = threading.Event()
+    model = win.client.worker.session.model
+    forward = model.forward
+
+    def stuck(*args, **kwargs):  # one step of the model that does not end soon
+        release.wait(TIMEOUT / 1000)
+        return forward(*args, **kwargs)
+
+    model.forward = stuck
+    win.SHUTDOWN_WAIT_MS = 200
+    win.greedy_step.click()
+    qtbot.waitUntil(lambda: win.busy, timeout=TIMEOUT)
+    win.close()
+    try:
+        assert win.client.thread.isRunning()  # it did not stop in time ...
+        saved = json.loads(kept.read_text(encoding="utf-8"))
+        assert [t[0] for t in saved["tokens"]] == drawn  # ... and the document was kept all the same
+        assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["the cat sat"]
+    finally:
+        release.set()
+        win.client.thread.wait(TIMEOUT)
+
+
+def test_generate_at_the_context_limit_says_why_nothing_came(qtbot, win) -> None:
+    limit = win.info.context_length
+    ids = win.info.tokenizer.encode("the cat sat on the mat " * 200, add_special_tokens=False).ids
+    win.send(LoadText(win.info.tokenizer.decode(ids[: limit - 8])))
+    idle(qtbot, win)
+    while len(win.state.tokens) < limit:  # the last few one by one, to the very limit
+        win.send(AppendToken(win.state.next.ids[0]))
+        idle(qtbot, win)
+    assert len(win.state.tokens) == limit
+    win.generate.click()
+    qtbot.waitUntil(lambda: win.banner.isVisible(), timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert f"{limit:,} tokens long" in win.banner.text() and "no room" in win.banner.text()
+    assert "Generated 0 tokens" not in win.status.text()
+    assert len(win.state.tokens) == limit
+
+
+def test_projector_mode_gives_the_document_the_room_and_gives_everything_back(qtbot, win) -> None:
+    from lmdesk.ui import theme as themes
+
+    end_turn(qtbot, win, "the cat sat on the mat")
+    win.showNormal()
+    win.resize(1024, 768)
+    qtbot.wait(50)
+    sizes = win.split.sizes()
+    before = (win.zoom, win.theme, sizes[1] / sum(sizes))
+    assert win.theme is not themes.HIGH_CONTRAST
+    win.act_projector.setChecked(True)
+    qtbot.wait(100)
+    left, centre, right = win.split.sizes()
+    assert win.split.widget(0).isHidden() and left == 0  # the controls fold away ...
+    # ... and the document has the room: 60 % of the width, or all the chart leaves it (offscreen, the
+    # "full screen" is 800 pixels wide, and the chart's controls need their width)
+    total = left + centre + right
+    assert centre >= min(0.6 * total, total - win.split.widget(2).minimumSizeHint().width()) - 2
+    assert win.theme is themes.HIGH_CONTRAST and win.zoom >= 1.3
+    # high contrast draws the borders of inputs and check boxes in the text colour
+    assert "QCheckBox::indicator" in QApplication_style()
+    win.act_zoom_reset.trigger()
+    assert win.zoom == pytest.approx(1.3)  # Ctrl+0 in projector mode: projector size, not smaller
+    win.act_controls.trigger()  # F9: the controls come back for typing a message
+    qtbot.wait(50)
+    assert not win.split.widget(0).isHidden() and win.split.sizes()[0] > 0
+    win.act_controls.trigger()
+    win.act_projector.setChecked(False)
+    qtbot.wait(100)
+    assert (win.zoom, win.theme) == before[:2]  # the desktop's own theme again, not the dark one
+    assert not win.split.widget(0).isHidden()
+    assert QApplication_style() == ""
+
+
+def QApplication_style() -> str:  # noqa: N802 - reads like Qt's
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance().styleSheet()
+
+
+def test_the_last_state_of_a_long_run_is_drawn_whole(qtbot, win, monkeypatch) -> None:
+    """While the model writes, frames leave the plot and the chart out; when
+    the work ends, the chart and the plot show the very last token."""
+    from PySide6.QtCore import Qt
+
+    from lmdesk.ui import main_window
+
+    end_turn(qtbot, win, "hi")
+    win.max_tokens.setValue(12)
+    win.seed.setValue(1)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    monkeypatch.setattr(main_window, "SLOW_PARTS_S", 1e9)  # while busy, every frame a light one
+
+    def linger(_state) -> None:  # in the worker's thread: each state is drawn before the next signal
+        time.sleep(0.08)
+
+    win.client.worker.stateChanged.connect(linger, Qt.ConnectionType.DirectConnection)
+    run_op(qtbot, win, win.generate.click, "generate")
+    win.client.worker.stateChanged.disconnect(linger)
+    n = len(win.state.tokens)
+    assert win.surprise.point_count() == n - 1  # every predicted token has its point
+    nxt = win.state.next
+    k = min(win.k_spin.value(), len(nxt.ids))
+    assert win.dist.ids()[:k] == list(nxt.ids[:k])  # the chart is the distribution after the last token
+
+
+def test_generate_says_the_settings_it_used(qtbot, win) -> None:
+    """Generate's first settings are a story's (temperature 0.7, top-p 0.9),
+    and the status line names the settings and the seed every time."""
+    assert (win.temperature.value(), win.top_p.value(), win.top_k.value()) == (0.7, 0.9, 0)
+    end_turn(qtbot, win, "hi")
+    assert "bars after temperature 0.7, top-k off, top-p 0.9" in win.dist.entropy_text()
+    win.max_tokens.setValue(5)
+    win.seed.setValue(3)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    run_op(qtbot, win, win.generate.click, "generate")
+    assert "(temperature 0.7, top-k off, top-p 0.9, seed 3)" in win.status.text()
+    win.temperature.setValue(0.0)
+    idle(qtbot, win)
+    run_op(qtbot, win, win.generate.click, "generate")
+    assert "(greedy)" in win.status.text()

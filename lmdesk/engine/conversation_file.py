@@ -10,6 +10,10 @@ messages, the text, and the surprise summary at the time of saving.
 Opened with another model than the one it was saved with, the conversation
 is written again with that model's chat template (its tokens would mean
 nothing to another vocabulary).
+
+A file may also carry a *draft*: the message that was typed but not yet
+read by the model when the window closed (closing while the model reads a
+long paste keeps it); opening the file puts it back in the message box.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from .. import __version__
 from .chat_template import Message
-from .document import CONTENT, MARKUP, Segment
+from .document import CONTENT, MARKUP, Document, Segment, messages_of
 from .errors import LmdeskError
 
 FORMAT = "lmdesk-conversation"
@@ -46,24 +50,36 @@ class SavedConversation:
     kinds: list[str]  # CONTENT or MARKUP, one per token
     messages: list[Message]
     text: str
+    draft: str | None = None  # a message typed but not yet read by the model
 
 
-def to_dict(session) -> dict:
+def to_dict(session, draft: str | None = None) -> dict:
     """What :func:`save` writes for ``session`` (a :class:`~lmdesk.engine.session.Session`)."""
-    doc = session.doc
+    return document_dict(session.document_to_keep(), session.model.tokenizer, session.model.name,
+                         session.model.vocab_size, session.system_prompt, draft)
+
+
+def document_dict(doc: Document, tokenizer, model_name: str, vocab_size: int, system_prompt: str | None,
+                  draft: str | None = None) -> dict:
+    """What :func:`save` writes for the document ``doc`` of a model (its
+    tokenizer, name and vocabulary size)."""
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=False)
+
     parts = [{"role": s.role, "message": s.message} for s in doc.segments]
     total = doc.total()
-    return {
+    data = {
         "format": FORMAT,
         "version": VERSION,
         "saved_by": f"lmdesk {__version__}",
-        "model": {"name": session.model.name, "vocab_size": session.model.vocab_size},
-        "system_prompt": session.system_prompt,
+        "model": {"name": model_name, "vocab_size": vocab_size},
+        "system_prompt": system_prompt,
         "parts": parts,
         # [id, part, kind] per token: kind 1 = template markup, 0 = text
         "tokens": [[t.id, t.segment, 1 if t.kind == MARKUP else 0] for t in doc.tokens],
-        "messages": [{"role": m.role, "content": m.content} for m in session.messages()],
-        "text": session.text(),
+        "messages": [{"role": role, "content": content} for role, content in messages_of(doc, decode)],
+        "text": decode(doc.ids),
         "summary": {
             "tokens": len(doc),
             "total_bits": round(total.total_bits, 4),
@@ -71,13 +87,21 @@ def to_dict(session) -> dict:
             "perplexity": round(total.perplexity, 4),
         },
     }
+    if draft:
+        data["draft"] = draft
+    return data
 
 
-def save(session, path: Path | str) -> Path:
+def save(session, path: Path | str, draft: str | None = None) -> Path:
     """Write ``session``'s document to ``path`` (all or nothing: a failed
     write leaves any earlier file there as it was)."""
+    return write(to_dict(session, draft), path)
+
+
+def write(data: dict, path: Path | str) -> Path:
+    """Write what :func:`to_dict` or :func:`document_dict` made to ``path``, all or nothing."""
     path = Path(path)
-    data = json.dumps(to_dict(session), ensure_ascii=False, indent=1) + "\n"
+    data = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".lmdesk-", suffix=".tmp", dir=path.parent)
@@ -155,10 +179,14 @@ def _parse(data: dict) -> SavedConversation:
     text = data.get("text", "")
     if not isinstance(text, str):
         raise ValueError("bad text")
+    draft = data.get("draft")
+    if draft is not None and not isinstance(draft, str):
+        raise ValueError("bad draft")
     vocab_size = model["vocab_size"]
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 0 < vocab_size < MAX_VOCAB:
         raise ValueError("bad vocabulary size")
-    return SavedConversation(str(model["name"]), vocab_size, system, ids, segments, kinds, messages, text)
+    return SavedConversation(str(model["name"]), vocab_size, system, ids, segments, kinds, messages, text,
+                             draft or None)
 
 
 def open_into(session, saved: SavedConversation, progress=None, should_cancel=None) -> str:
@@ -167,6 +195,8 @@ def open_into(session, saved: SavedConversation, progress=None, should_cancel=No
     with this model's template."""
     model = session.model
     if not saved.ids and not saved.messages and not saved.text:
+        if saved.draft:  # closed while the model read the first message: only that message was kept
+            return "The document was empty; the message you had typed is back in its box."
         raise ConversationFileError("The file holds an empty document: there is nothing to open.")
     if saved.model_name == model.name and saved.vocab_size == model.vocab_size and saved.ids:
         session.load_document(saved.ids, saved.segments, saved.kinds, saved.system_prompt, progress, should_cancel)

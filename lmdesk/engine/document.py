@@ -8,7 +8,7 @@ only reads it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .stats import SpanSummary, TokenStats, summarize
@@ -80,6 +80,34 @@ class Document:
                 last = tok.segment
             groups[-1][1].append(tok)
         return groups
+
+
+def messages_of(doc: Document, decode: Callable[[list[int]], str]) -> list[tuple[str, str]]:
+    """The conversation in ``doc`` as (role, content) pairs, the content read
+    back from its tokens with ``decode`` (plain text outside any message is left out)."""
+    out: list[tuple[str, str]] = []
+    for seg, toks in doc.message_tokens():
+        if seg.message is not None:
+            out.append((seg.role, decode([t.id for t in toks if t.kind == CONTENT])))
+    return out
+
+
+def first_difference(old_tokens: Sequence[DocToken], old_segments: Sequence[Segment],
+                     new_tokens: Sequence[DocToken], new_segments: Sequence[Segment]) -> int:
+    """The first position whose token differs between two documents in any
+    way a reader sees: its id, statistics, kind or part (a part's role or
+    message changing counts for each of its tokens)."""
+    n = min(len(old_tokens), len(new_tokens))
+    i = 0
+    while i < n and (old_tokens[i] is new_tokens[i] or old_tokens[i] == new_tokens[i]):
+        i += 1
+    m = min(len(old_segments), len(new_segments))
+    j = 0
+    while j < m and old_segments[j] == new_segments[j]:
+        j += 1
+    if j < max(len(old_segments), len(new_segments)):  # parts from j on changed: their first token
+        i = min(i, next((k for k in range(i) if new_tokens[k].segment >= j), i))
+    return i
 
 
 def same_prefix(a: Sequence[int], b: Sequence[int]) -> int:

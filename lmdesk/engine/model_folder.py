@@ -31,6 +31,7 @@ failure is a :class:`ModelLoadError` whose message is one sentence.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,10 +283,12 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
     attention_mask_name = io.get("attention_mask", ATTENTION_MASK) or None
     logits_name = str(io.get("logits") or LOGITS)
     kv_dtype = _check_lmdesk_graph(
-        folder, onnx_path,
+        folder, onnx_path, manifest_path,
         [input_ids_name, attention_mask_name, position_ids_name, *past_keys, *past_values],
         [logits_name, *present_keys, *present_values],
         past_keys[0],
+        {"vocab_size": vocab_size, "n_head_kv": n_head_kv, "head_dim": head_dim, "context_length": context_length,
+         "trained": _int_or_none(manifest.get("trained_context_length"))},
     )
     return ModelSpec(
         folder=folder,
@@ -319,14 +322,16 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
     )
 
 
-def _check_lmdesk_graph(folder: Path, onnx_path: Path, input_names: list, output_names: list, kv_name: str) -> str:
-    """Check that the graph has the inputs and outputs its manifest names; return its cache type."""
-    inputs, outputs, initializers, external = _read_graph_header(onnx_path, folder)
-    _check_external_data(onnx_path, folder, external)
-    graph_in = {vi.name: vi for vi in inputs if vi.name not in initializers}
-    graph_out = {vi.name for vi in outputs}
-    wanted_in = [n for n in input_names if n]
+def _check_lmdesk_graph(folder: Path, onnx_path: Path, manifest_path: Path, input_names: list, output_names: list,
+                        kv_name: str, described: dict) -> str:
+    """Check that the graph has the inputs and outputs its manifest names, and
+    the sizes the manifest gives (vocabulary, cache, context); return its cache type."""
+    header = _read_graph_header(onnx_path, folder)
     again = "convert the model again"
+    _check_external_data(onnx_path, folder, header.external, "copy the folder again or import the GGUF file again")
+    graph_in = {vi.name: vi for vi in header.inputs if vi.name not in header.initializers}
+    graph_out = {vi.name: vi for vi in header.outputs}
+    wanted_in = [n for n in input_names if n]
     for name in wanted_in:
         if name not in graph_in:
             _fail(f"{onnx_path.name} in {folder} lacks the input '{name}' that its {MANIFEST} names; {again}.")
@@ -339,16 +344,51 @@ def _check_lmdesk_graph(folder: Path, onnx_path: Path, input_names: list, output
     kv_type = graph_in[kv_name].type.tensor_type.elem_type
     if kv_type not in _KV_DTYPES:
         _fail(f"{onnx_path.name} in {folder} keeps its KV cache in a number type lmdesk cannot use ({_KV_NEED}).")
+
+    # the sizes the manifest gives against those the graph was built with
+    damaged = f"The model description {manifest_path} is damaged"
+    logits = _static_dims(graph_out[output_names[0]])
+    vocab = described["vocab_size"]
+    if logits and logits[-1] is not None and logits[-1] != vocab:
+        _fail(f"{damaged}: it gives a vocabulary of {vocab:,} tokens, but {onnx_path.name} computes "
+              f"scores for {logits[-1]:,}; {again}.")
+    kv = _static_dims(graph_in[kv_name])
+    heads = (described["n_head_kv"], described["head_dim"])
+    if len(kv) == 4 and None not in (kv[1], kv[3]) and (kv[1], kv[3]) != heads:
+        _fail(f"{damaged}: it gives {described['n_head_kv']} key/value heads of {described['head_dim']} numbers, "
+              f"but {onnx_path.name} has {kv[1]} of {kv[3]}; {again}.")
+    context, trained = described["context_length"], described["trained"]
+    if header.positions is not None and context > header.positions:
+        _fail(f"{damaged}: it gives a context of {context:,} tokens, but {onnx_path.name} has positions "
+              f"for only {header.positions:,}; {again}.")
+    if trained is not None and 0 < trained < context:
+        _fail(f"{damaged}: it gives a context of {context:,} tokens, longer than the {trained:,} "
+              f"the model was trained on; {again}.")
     return _KV_DTYPES[kv_type]
 
 
-def _check_external_data(onnx_path: Path, folder: Path, external: set[str]) -> None:
-    """Fail if a file holding some of the graph's weights is missing."""
-    for location in sorted(external):
+def _check_external_data(onnx_path: Path, folder: Path, external: dict[str, int], again: str) -> None:
+    """Fail if a file holding some of the graph's weights is missing or
+    shorter than the graph's entries in it reach (a cut copy or download)."""
+    for location, needed in sorted(external.items()):
         data = onnx_path.parent / location
+        name = data.relative_to(folder) if data.is_relative_to(folder) else data
         if not data.is_file():
-            name = data.relative_to(folder) if data.is_relative_to(folder) else data
             _fail(f"The model folder {folder} is incomplete: {name} (weights of {onnx_path.name}) is missing.")
+        size = data.stat().st_size
+        if size < needed:
+            have, want = _size_text(size), _size_text(needed)
+            if have == want:
+                have, want = f"{size:,} bytes", f"{needed:,}"
+            _fail(f"The model folder {folder} is damaged: {name} is cut short ({have} of {want}); {again}.")
+
+
+def _size_text(n: int) -> str:
+    if n >= 10**9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 10**6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} kB"
 
 
 def _read_text(path: Path) -> str:
@@ -464,6 +504,8 @@ def _read_huggingface(folder: Path) -> ModelSpec:
     if context is None or context <= 0:
         model_max = _int_or_none(tok_config.get("model_max_length"))
         context = model_max if model_max is not None and 0 < model_max < 10**7 else 2048
+    if graph["positions"] is not None:  # the rotary tables end there, whatever config.json says
+        context = min(context, graph["positions"])
 
     return ModelSpec(
         folder=folder,
@@ -587,12 +629,12 @@ def _hf_chat_template(folder: Path, tok_config: dict) -> str | None:
 
 def _graph_io(onnx_path: Path, folder: Path) -> dict:
     """Names, cache type and fixed sizes of a decoder graph, from its header only."""
-    inputs, outputs, initializers, external = _read_graph_header(onnx_path, folder)
+    header = _read_graph_header(onnx_path, folder)
     where = onnx_path.relative_to(folder)
-    _check_external_data(onnx_path, folder, external)
-    inputs = [vi for vi in inputs if vi.name not in initializers]  # old exports list weights as inputs
+    _check_external_data(onnx_path, folder, header.external, "copy or download the model again")
+    inputs = [vi for vi in header.inputs if vi.name not in header.initializers]  # old exports list weights as inputs
     in_names = {vi.name: vi for vi in inputs}
-    out_names = {vi.name: vi for vi in outputs}
+    out_names = {vi.name: vi for vi in header.outputs}
 
     past = _match_cache(in_names, _PAST_PATTERNS)
     if not past:
@@ -633,6 +675,7 @@ def _graph_io(onnx_path: Path, folder: Path) -> dict:
         "n_head_kv": shape[1],
         "head_dim": shape[3],
         "vocab_size": logits_shape[-1] if logits_shape else None,
+        "positions": header.positions,
         "kv_dtype": kv_dtype,
         "input_ids": INPUT_IDS,
         "attention_mask": ATTENTION_MASK if ATTENTION_MASK in in_names else None,
@@ -672,8 +715,18 @@ def _static_dims(value_info) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
 
 
-def _read_graph_header(path: Path, folder: Path):
-    """(inputs, outputs, initializer names, external data files) of an ONNX file.
+@dataclass(frozen=True)
+class _GraphHeader:
+    inputs: list
+    outputs: list
+    initializers: dict  # name -> TensorProto (an external one without its data)
+    external: dict[str, int]  # file beside the graph -> bytes its entries reach (offset + length)
+    positions: int | None  # positions the attention's rotary tables hold, when the graph records them
+
+
+def _read_graph_header(path: Path, folder: Path) -> _GraphHeader:
+    """The inputs, outputs and initializers of an ONNX file, the external data
+    its weights need and how many positions its rotary tables hold.
 
     Weights kept in external files are not read; weights inside the file are
     parsed by onnx along with the rest (a fraction of a second for a small model).
@@ -690,11 +743,82 @@ def _read_graph_header(path: Path, folder: Path):
     g = model.graph
     if not g.input or not g.output:
         _fail(f"{where} in {folder} is damaged or is not an ONNX model (its graph has no inputs or outputs).")
-    external = set()
+    external: dict[str, int] = {}
+    initializers = {}
     for t in g.initializer:
+        initializers[t.name] = t
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            external |= {e.value for e in t.external_data if e.key == "location"}
-    return list(g.input), list(g.output), {t.name for t in g.initializer}, external
+            entry = {e.key: e.value for e in t.external_data}
+            location = entry.get("location")
+            if location:
+                length = _int_or_none(entry.get("length"))
+                end = (_int_or_none(entry.get("offset")) or 0) + (length if length is not None else _tensor_bytes(t))
+                external[location] = max(external.get(location, 0), end)
+    return _GraphHeader(list(g.input), list(g.output), initializers, external, _rotary_positions(g, initializers))
+
+
+def _tensor_bytes(t) -> int:
+    """The size of an initializer's data from its shape and type (0 if unknown)."""
+    from onnx import helper
+
+    try:
+        n = 1
+        for d in t.dims:
+            n *= int(d)
+        return n * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _rotary_positions(graph, initializers: dict) -> int | None:
+    """The positions the rotary tables of the graph's GroupQueryAttention hold
+    (the rows of their cos cache): an initializer's first dimension, or the
+    length of the Range that lmdesk's graphs compute the tables from. None
+    when no table is found (other exports compute it from position_ids)."""
+    tables = {node.input[7] for node in graph.node
+              if node.op_type == "GroupQueryAttention" and len(node.input) > 7 and node.input[7]
+              and any(a.name == "do_rotary" and a.i for a in node.attribute)}
+    if not tables:
+        return None
+    producer = {out: node for node in graph.node for out in node.output}
+    rows = [r for r in (_table_rows(name, producer, initializers) for name in tables) if r is not None]
+    return min(rows) if rows else None
+
+
+def _table_rows(name: str, producer: dict, initializers: dict) -> int | None:
+    """Rows of the table ``name``: followed up through its producers' first
+    inputs (Cast, Cos, Mul, Unsqueeze …) to an initializer or a Range of constants."""
+    for _ in range(16):
+        t = initializers.get(name)
+        if t is not None:
+            return int(t.dims[0]) if len(t.dims) == 2 else None
+        node = producer.get(name)
+        if node is None or not node.input:
+            return None
+        if node.op_type == "Range":
+            start, limit, delta = (_scalar(initializers.get(n)) for n in list(node.input)[:3])
+            if None in (start, limit, delta) or delta <= 0:
+                return None
+            return max(0, math.ceil((limit - start) / delta))
+        name = node.input[0]
+    return None
+
+
+def _scalar(t) -> float | None:
+    """The value of a one-number initializer held in the graph file, else None."""
+    import onnx
+    from onnx import numpy_helper
+
+    if t is None or t.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    try:
+        value = numpy_helper.to_array(t)
+    except Exception:  # noqa: BLE001 - a damaged constant is simply not a limit
+        return None
+    if value.size != 1:
+        return None
+    value = float(value.reshape(-1)[0])
+    return value if math.isfinite(value) else None
 
 
 def save_chat_template(folder: Path | str, source: str, origin: str) -> None:

@@ -28,6 +28,9 @@ Progress = Callable[[int, int], None]  # (tokens done, tokens to do)
 ShouldCancel = Callable[[], bool]
 TEXT = Segment("text", None)
 HISTORY_LIMIT = 500
+# memory for the cache positions edits wrote over, kept so that undo puts them back:
+# SmolLM2 keeps 46 kB a position (1,400 positions), Gemma 3 270M 36 kB
+UNDO_CACHE_BYTES = 64 << 20
 
 
 class EditError(LmdeskError):
@@ -55,10 +58,26 @@ class GenerationEvent:
     finished: str | None  # "stop" (end of turn), "length", "context", or None while going on
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Snapshot:
+    """The document before an edit, and what the edit overwrote of the KV cache.
+
+    lmdesk's own graphs keep the cache in arrays written in place, which still
+    hold the positions of a longer document after an edit shortened it (a
+    token replaced near the start of 8,000). The edit records the cache
+    positions it writes over (``saved``: (start, keys, values) copies), so
+    undoing it puts them back and costs no more than the edit did, instead of
+    running the model over the whole tail again. ``saved`` is None when that
+    is not possible (another kind of model folder; an edit that wrote more
+    than the memory budget allows): undo then computes the tail again.
+    """
+
     tokens: tuple[DocToken, ...]
     segments: tuple[Segment, ...]
+    filled: int = 0  # how many cache positions held data when it was taken
+    saved: list[tuple[int, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] | None = None
+    saved_bytes: int = 0
+    system: tuple[str | None, bool] | None = None  # the system prompt then (and whether it was chosen)
 
 
 class Session:
@@ -70,14 +89,32 @@ class Session:
         self._cache: KVCache = model.empty_cache()
         self._next_logits: np.ndarray | None = None
         self._history: list[_Snapshot] = []
+        self._filled = 0  # cache positions that hold data (of this document or of one in the history)
+        self.interrupted: _Snapshot | None = None  # the undo stopped half-way, if the document is still its part
         self.token_text = TokenTextTable(model.tokenizer, model.special_ids)
         self.template = (
             ChatTemplate(model.chat_template, bos_token=model.spec.bos_token, eos_token=model.spec.eos_token)
             if model.chat_template
             else None
         )
-        self.default_system_prompt = default_system_prompt(self.template) if self.template else None
-        self.system_prompt: str | None = self.default_system_prompt
+        # not rendered here: the template's default system prompt is worked out on first use, so
+        # scoring or generating plain text never runs the template (a broken one may take seconds)
+        self._system_prompt: str | None = None
+        self._system_prompt_chosen = False  # until set, the system prompt is the template's default
+
+    @property
+    def default_system_prompt(self) -> str | None:
+        """The system prompt the chat template puts in when a conversation has
+        none, or None (rendered once, on first use, then kept with the template)."""
+        return default_system_prompt(self.template) if self.template is not None else None
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self._system_prompt if self._system_prompt_chosen else self.default_system_prompt
+
+    @system_prompt.setter
+    def system_prompt(self, text: str | None) -> None:
+        self._system_prompt, self._system_prompt_chosen = text, True
 
     # -- reading -----------------------------------------------------------------
     @property
@@ -125,8 +162,39 @@ class Session:
 
     # -- the machinery -----------------------------------------------------------
     def _snapshot(self) -> None:
-        self._history.append(_Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments)))
+        self.interrupted = None  # an edit: the document is no longer an undo's part-way
+        saved = [] if self.model.cache_in_place else None
+        self._history.append(_Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments), self._filled, saved,
+                                       system=(self._system_prompt, self._system_prompt_chosen)))
         del self._history[:-HISTORY_LIMIT]
+
+    def _empty_cache(self) -> KVCache:
+        """No cached positions; the arrays (and what the history needs of them) kept."""
+        return self._cache.truncated(0) if self.model.cache_in_place else self.model.empty_cache()
+
+    def _keep_overwritten(self, start: int, stop: int) -> None:
+        """Before the model writes cache positions ``start`` … ``stop - 1``: keep
+        what they hold for the last edit's undo; what cannot be kept makes every
+        snapshot that needs it compute its tail again."""
+        stop = min(stop, self._filled)
+        if stop <= start or not self._history:
+            return
+        top = self._history[-1]
+        keys, values = self._cache.keys, self._cache.values
+        size = sum(a[:, :, start:stop].nbytes for a in (*keys, *values))
+        used = sum(snap.saved_bytes for snap in self._history)
+        if top.saved is not None and used + size <= UNDO_CACHE_BYTES:
+            top.saved.append((start, tuple(a[:, :, start:stop].copy() for a in keys),
+                              tuple(a[:, :, start:stop].copy() for a in values)))
+            top.saved_bytes += size
+            return
+        # positions from ``start`` on are gone; a snapshot that cannot put them back computes
+        # its document again on undo, and what it had kept is gone too for the older ones
+        lost = start
+        for snap in reversed(self._history):
+            if snap is top or len(snap.tokens) > lost:
+                snap.saved, snap.saved_bytes = None, 0
+                lost = min(lost, len(snap.tokens))
 
     def _check_id(self, token_id: int) -> None:
         if not 0 <= token_id < self.model.vocab_size:
@@ -147,7 +215,7 @@ class Session:
             return
         self.doc.truncate(n)
         if n == 0:
-            self._cache = self.model.empty_cache()
+            self._cache = self._empty_cache()
             self._next_logits = None
             return
         # the distribution after token n-1 is recomputed from the cache before it
@@ -155,7 +223,7 @@ class Session:
         self._next_logits = logits[-1]
 
     def _run(self, ids: Sequence[int], progress: Progress | None, should_cancel: ShouldCancel | None,
-             on_chunk: Callable[[Sequence[int], np.ndarray], None]) -> None:
+             on_chunk: Callable[[Sequence[int], np.ndarray], None], keep_overwritten: bool = True) -> None:
         """Feed ``ids`` after the cache, chunk by chunk; ``on_chunk(chunk,
         predicting_rows)`` sees, for each token of the chunk, the logits
         that predicted it (None-row for a first token is skipped)."""
@@ -164,9 +232,15 @@ class Session:
             if should_cancel is not None and should_cancel():
                 raise Cancelled()
             chunk = list(ids[start : start + self.chunk_size])
-            logits, self._cache = self.model.forward(chunk, self._cache)
+            at = self._cache.length
+            if keep_overwritten:
+                self._keep_overwritten(at, at + len(chunk))
+            logits, cache = self.model.forward(chunk, self._cache)
+            self._filled = max(self._filled, at + len(chunk))
             rows = logits[:-1] if self._next_logits is None else np.concatenate([self._next_logits[None], logits[:-1]])
             on_chunk(chunk, rows)
+            # only now the cache goes on: if the chunk's statistics fail, it stays with the document
+            self._cache = cache
             self._next_logits = logits[-1].copy()
             done += len(chunk)
             if progress is not None:
@@ -196,6 +270,9 @@ class Session:
 
     def _restore(self, snap: _Snapshot, progress: Progress | None = None,
                  should_cancel: ShouldCancel | None = None) -> None:
+        if snap.saved is not None and self._cache.capacity >= len(snap.tokens):
+            self._put_back(snap)
+            return
         target = [t.id for t in snap.tokens]
         keep = same_prefix(self.ids, target)
         self._truncate(keep)
@@ -209,7 +286,26 @@ class Session:
             start = len(self.doc.tokens)
             self.doc.tokens.extend(rest[start - keep : start - keep + len(chunk)])
 
-        self._run([t.id for t in rest], progress, should_cancel, on_chunk)
+        # what it computes is what those positions held before: nothing to keep
+        self._run([t.id for t in rest], progress, should_cancel, on_chunk, keep_overwritten=False)
+
+    def _put_back(self, snap: _Snapshot) -> None:
+        """Undo with the cache positions the edit wrote over: they are put back,
+        and the snapshot's document is the cache's again."""
+        keys, values = self._cache.keys, self._cache.values
+        for start, ks, vs in reversed(snap.saved or ()):
+            for a, b in zip((*keys, *values), (*ks, *vs)):
+                a[:, :, start : start + b.shape[2]] = b
+        self.doc.tokens = list(snap.tokens)
+        self.doc.segments = list(snap.segments)
+        self._filled = snap.filled
+        n = len(snap.tokens)
+        if n == 0:
+            self._cache, self._next_logits = KVCache(keys, values, 0), None
+            return
+        # the distribution after the last token: its position is computed again (the same values)
+        logits, self._cache = self.model.forward([snap.tokens[-1].id], KVCache(keys, values, n - 1))
+        self._next_logits = logits[-1]
 
     def _current_segment(self) -> Segment:
         """The part of the document new tokens at the end belong to."""
@@ -224,7 +320,7 @@ class Session:
         if self.doc.tokens:
             self._snapshot()
         self.doc = Document()
-        self._cache = self.model.empty_cache()
+        self._cache = self._empty_cache()
         self._next_logits = None
 
     def load_text(self, text: str, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> None:
@@ -293,6 +389,8 @@ class Session:
                     self.append_text(m.content)
         except LmdeskError:
             self._restore(before)
+            for snap in history:  # what the attempt wrote over was kept in snapshots now dropped
+                snap.saved, snap.saved_bytes = None, 0
             self._history, self.system_prompt = history, system
             raise
 
@@ -370,18 +468,21 @@ class Session:
         template = ChatTemplate(source, bos_token=self.model.spec.bos_token, eos_token=self.model.spec.eos_token)
         self.template = template
         self.model.chat_template = source
-        self.default_system_prompt = default_system_prompt(template)
-        self.system_prompt = self.default_system_prompt
+        self._system_prompt, self._system_prompt_chosen = None, False  # the new template's default, when asked
 
     def set_system_prompt(self, text: str | None) -> None:
         """Use ``text`` as the system prompt; in a conversation already under
         way, the system message is rewritten and everything after it recomputed
         (the later tokens are kept as they are)."""
+        was = (self._system_prompt, self._system_prompt_chosen)
         self.system_prompt = text
         groups = self.doc.message_tokens()
         if not groups or groups[0][0] != Segment("system", 0):
             return
-        if self.template is None or text is None:
+        if self.template is None:
+            return
+        if text is None:  # the system message goes: the conversation is written again without it
+            self._drop_system_message(was)
             return
         toks = groups[0][1]
         content = [i for i, t in enumerate(toks) if t.kind == CONTENT]
@@ -394,15 +495,48 @@ class Session:
         kinds = [CONTENT] * len(new_ids) + [t.kind for t in rest]
         self._check_room(len(new_ids) - (b - a))
         self._snapshot()
+        self._history[-1].system = was  # undo brings back the system prompt before this one
         self._truncate(a)
         self._append(ids, segs, kinds)
 
-    def undo(self) -> bool:
-        """Go back to the document before the last edit; False if there is none."""
+    def _drop_system_message(self, was: tuple[str | None, bool]) -> None:
+        """The conversation without its system message, as the template writes
+        it (its own default system message, if it has one); one undo brings
+        the system message back."""
+        before = _Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments), self._filled, None, system=was)
+        history = list(self._history)
+        self.rewrite_conversation(self.messages()[1:])
+        for snap in history:  # what the rewrite wrote over was kept in its own snapshots, dropped here
+            snap.saved, snap.saved_bytes = None, 0
+        self._history = [*history, before][-HISTORY_LIMIT:]
+        self.system_prompt = None
+
+    def undo(self, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> bool:
+        """Go back to the document before the last edit; False if there is none.
+        Stopped half-way (only an undo that computes the document again can
+        be), the document is the part done so far and the same undo is there
+        to be asked again; :meth:`document_to_keep` is the whole one."""
         if not self._history:
             return False
-        self._restore(self._history.pop())
+        snap = self._history.pop()
+        try:
+            self._restore(snap, progress, should_cancel)
+        except Cancelled:
+            self._history.append(snap)
+            self.interrupted = snap
+            raise
+        self.interrupted = None
+        if snap.system is not None:
+            self._system_prompt, self._system_prompt_chosen = snap.system
         return True
+
+    def document_to_keep(self) -> Document:
+        """The document to save when the app closes: the one an undo stopped
+        half-way was bringing back, else the document."""
+        snap = self.interrupted
+        if snap is not None and [t.id for t in self.doc.tokens] == [t.id for t in snap.tokens[: len(self.doc)]]:
+            return Document(list(snap.tokens), list(snap.segments))
+        return self.doc
 
     def end_turn(self, user_text: str, progress: Progress | None = None,
                  should_cancel: ShouldCancel | None = None) -> None:
@@ -418,7 +552,7 @@ class Session:
         if not messages and self.system_prompt is not None:
             messages = [Message("system", self.system_prompt)]
         messages.append(Message("user", user_text))
-        rendered = render_with_spans(self.template, messages, add_generation_prompt=True)
+        rendered = render_with_spans(self.template, messages, add_generation_prompt=True, should_cancel=should_cancel)
         old_text = self.text()
         if rendered.text.startswith(old_text):
             keep, delta_from = len(self.doc), len(old_text)
@@ -491,6 +625,10 @@ class Session:
         when ``should_cancel()`` says so (or the caller stops iterating).
         The whole generation is undone by one :meth:`undo`."""
         self.next_logits()  # fails clearly on an empty document
+        limit = self.model.context_length
+        if len(self.doc) >= limit:
+            raise EditError(f"The document is already {len(self.doc):,} tokens long, all this model can read "
+                            f"({limit:,}): there is no room for another token. Undo, or shorten the document, to go on.")
         seed = None if settings.is_greedy else (settings.seed if settings.seed is not None else new_seed())
         rng = self.seed_stream(seed) if seed is not None else None
         self._snapshot()

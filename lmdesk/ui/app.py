@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from .. import __version__
@@ -50,7 +51,19 @@ def run(model_folder: str | None = None, threads: int | None = None, chat_templa
                         keep_last=user_data_dir() / "last-conversation.lmdesk.json")
     window.show()
     close_on_signals(window)
-    return app.exec()
+    if app.platformName() in ("offscreen", "minimal"):
+        # these platforms' own clipboard frees copied data after Python has shut down (a crash
+        # at exit): let it go before. A desktop's clipboard keeps it for after the app.
+        app.aboutToQuit.connect(app.clipboard().clear)
+    code = app.exec()
+    if window.client.thread.isRunning():
+        # the worker is inside one long step of the model and did not stop in time; the
+        # document was kept as the window last drew it. Ending here, rather than letting
+        # Qt abort on a running thread, exits cleanly.
+        logging.getLogger(__name__).warning("the model's thread was still working at exit")
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def close_on_signals(window) -> None:

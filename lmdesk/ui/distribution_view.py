@@ -408,6 +408,41 @@ class DistributionView(QWidget):
         """The legend as plain text (what the bar colours mean)."""
         return self._legend_plain
 
+    def _extra_parts(self, room: float | None = None) -> tuple[tuple[str, str, str, str], float]:
+        """The extra line's parts (lead, token, probability, marker), the
+        longest form that fits ``room`` pixels, and its width: "… rank 3,015:",
+        then "rank 3,015", then "#3,015", then the token shortened."""
+        assert self._extra is not None
+        _, display, prob, rank = self._extra
+        fm, bold = QFontMetricsF(self._font()), QFontMetricsF(self._font(bold=True))
+        gap = fm.horizontalAdvance("\u00a0\u00a0")
+        forms = [(f"… rank {rank:,}:", MARKER), (f"rank {rank:,}", MARKER), (f"#{rank:,}", MARKER), (f"#{rank:,}", "◀")]
+
+        def width(lead: str, token: str, marker: str) -> float:
+            return (fm.horizontalAdvance(lead) + bold.horizontalAdvance(token)
+                    + fm.horizontalAdvance(format_percent_fine(prob)) + fm.horizontalAdvance(marker) + 3 * gap)
+
+        for lead, marker in forms:
+            w = width(lead, display, marker)
+            if room is None or w <= room:
+                return (lead, display, format_percent_fine(prob), marker), w
+        lead, marker = forms[-1]
+        rest = max(0.0, room - (width(lead, "", marker)))
+        token = bold.elidedText(display, Qt.TextElideMode.ElideRight, rest)
+        return (lead, token, format_percent_fine(prob), marker), width(lead, token, marker)
+
+    def _extra_html(self, lead: str, token: str, percent: str, marker: str) -> str:
+        t = self._theme
+        return (f'<span style="color:{t.muted.name()}">{escape(lead)}</span>&nbsp;&nbsp;'
+                f'<span style="color:{t.highlight.name()}"><b>{escape(token)}</b>&nbsp;&nbsp;'
+                f"{escape(percent)}&nbsp;&nbsp;{escape(marker)}</span>")
+
+    def extra_text_width(self) -> float:
+        """How wide the extra line is drawn, in pixels (for tests), or 0."""
+        if self._extra is None or not self._extra_item.isVisible():
+            return 0.0
+        return float(self._extra_item.textItem.document().idealWidth())
+
     def _extra_plain(self) -> str:
         assert self._extra is not None
         _, display, prob, rank = self._extra
@@ -458,12 +493,7 @@ class DistributionView(QWidget):
             sampled = None if self._sampled is None else float(self._sampled[row])
             hit.setToolTip(self._tooltip(tid, self._displays[row], float(self._probs[row]), sampled=sampled))
         if self._extra is not None:
-            _, display, prob, rank = self._extra
-            self._extra_item.setHtml(
-                f'<span style="color:{t.muted.name()}">… rank {rank:,}:</span>&nbsp;&nbsp;'
-                f'<span style="color:{t.highlight.name()}"><b>{escape(display)}</b>&nbsp;&nbsp;'
-                f"{escape(format_percent_fine(prob))}&nbsp;&nbsp;{MARKER}</span>"
-            )
+            self._extra_item.setHtml(self._extra_html(*self._extra_parts()[0]))
             self._extra_item.show()
         else:
             self._extra_item.hide()
@@ -553,6 +583,10 @@ class DistributionView(QWidget):
         for row in range(rows):
             self._hit_items[row].setRect(QRectF(x_left, row - 0.5, x_right - x_left, 1.0))
         if self._extra is not None:
+            # the longest form of "… rank 3,015: ·Caf 0.0012 % ◀ actual" the width has room for
+            margin = 2 * self._extra_item.textItem.document().documentMargin()
+            parts, _ = self._extra_parts(room=width - 2 * pad - margin)
+            self._extra_item.setHtml(self._extra_html(*parts))
             self._extra_item.setAnchor((0, 0.5))
             self._extra_item.setPos(x_left + pad / bars, n)
 

@@ -610,8 +610,11 @@ class DocumentView(QScrollArea):
             i += 1
         return None
 
-    def _nearest(self, pos: QPoint) -> int | None:
-        """The chip a drag at ``pos`` reaches, in reading order (also over gaps and margins)."""
+    def _nearest(self, pos: QPoint, forward: bool = False) -> int | None:
+        """The chip a drag at ``pos`` reaches, in reading order (also over gaps
+        and margins): a drag ``forward`` (towards the end) reaches the last chip
+        begun before ``pos``, a drag backward the first chip not yet ended, so a
+        gap between two chips selects neither of them."""
         rects = self._rects
         if not rects:
             return None
@@ -619,11 +622,22 @@ class DocumentView(QScrollArea):
         if i >= len(rects):
             return len(rects) - 1
         top = rects[i].top()
+        if forward:
+            reached = i - 1  # left of the row's first chip: the chip before the row
+            while i < len(rects) and rects[i].top() == top and rects[i].left() <= pos.x():
+                reached = i
+                i += 1
+            return max(reached, 0)
         while i < len(rects) and rects[i].top() == top:
             if rects[i].right() >= pos.x():
                 return i
             i += 1
         return i - 1
+
+    def _forward_of(self, anchor: int, pos: QPoint) -> bool:
+        """Whether ``pos`` lies after chip ``anchor`` in reading order."""
+        r = self._rects[anchor]
+        return pos.y() > r.bottom() or (pos.y() >= r.top() and pos.x() >= r.left())
 
     # ------------------------------------------------------------------ mouse and keys
 
@@ -649,7 +663,7 @@ class DocumentView(QScrollArea):
         press = self._press
         if press is None or press.anchor is None:
             return
-        cur = self._nearest(pos)
+        cur = self._nearest(pos, forward=self._forward_of(press.anchor, pos))
         if cur is None:
             return
         if not press.dragging:

@@ -7,6 +7,7 @@ clicks into requests; it does no model work itself.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -40,10 +41,18 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..engine import conversation_file
 from ..engine.conversation_file import SUFFIX
+from ..engine.document import Document
 from ..engine.errors import LmdeskError
 from ..engine.sampling import SEED_LIMIT, SamplingSettings
 from ..engine.stats import summarize
 from ..engine.token_text import TokenTextTable
+from . import export_actions
+from .intents import ALL as INTENTS
+from .intents import (
+    AppendToken, EndTurn, Generate, ImportGguf, Intent, LoadModel, LoadText, NewConversation, OpenConversation,
+    PrepareDefault, Replace, ReplaceText, ResetResponse, SaveConversation, SetK, SetSettings, SetSystemPrompt, Step,
+    Undo, UseFamilyTemplate,
+)
 from . import theme as themes
 from .distribution_view import DistributionView
 from .document_view import DocumentView, format_prob
@@ -54,6 +63,11 @@ BASE_POINT_SIZE = 10.0
 SPAN_HINT = "Click a token to see what the model predicted there; drag over tokens to measure a span."
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.9  # Generate's settings until a student changes them
+PROJECTOR_ZOOM = 1.3  # text size in projector mode (and what Ctrl+0 goes back to there)
+FRAME_S = 1 / 30  # the shortest time between two drawings of the document while the model writes
+SLOW_PARTS_S = 0.25  # ... and of the surprise plot and the chart, which redraw everything they show
 
 
 class SurpriseLegend(QWidget):
@@ -96,13 +110,14 @@ class SurpriseLegend(QWidget):
         w = max(40, self.width() - x0 - int(30 * self.zoom))
         h = int(12 * self.zoom)
         grad = QLinearGradient(x0, 0, x0 + w, 0)
-        for i in range(17):
-            grad.setColorAt(i / 16, themes.surprise_color(themes.SCALE_MAX_BITS * i / 16))
+        for i in range(33):
+            grad.setColorAt(i / 32, themes.surprise_color(themes.bits_at_position(i / 32)))
         p.fillRect(x0, 2, w, h, grad)
-        marks = (0, 4, 8, 12, 16) if w > fm.horizontalAdvance("16+") * 8 else (0, 16)
+        top = themes.SCALE_MARKS[-1]
+        marks = themes.SCALE_MARKS if w > fm.horizontalAdvance("16+") * 9 else (0, 2, top)
         for bits in marks:
-            x = x0 + int(w * bits / themes.SCALE_MAX_BITS)
-            text = f"{bits}+" if bits == 16 else str(bits)
+            x = x0 + int(w * themes.surprise_position(bits))
+            text = f"{bits:g}+" if bits == top else f"{bits:g}"
             p.drawText(x - fm.horizontalAdvance(text) // 2, h + 4 + fm.ascent(), text)
 
 
@@ -136,17 +151,32 @@ class MainWindow(QMainWindow):
         self.busy = False
         self.zoom = 1.0
         self.theme = themes.system_theme()
+        self.desktop_theme = self.theme  # read once: after High contrast the app's palette is ours, not the desktop's
         self.position: int | None = None  # the clicked chip whose distribution is shown; None: the end
         self.span: tuple[int, int] | None = None
         self._closing = False
         self._last_progress = ""
         self._progress_shown = 0.0
+        self._unsent: str | None = None  # a message sent that the model has not read yet
+        self._busy_with = ""  # the request the worker is on
+        # states arrive as fast as the model writes (50 a second and more); the window draws
+        # the newest of them at most once a frame, and never spends more than a third of its
+        # time drawing, so keys, clicks and Stop are answered while the model works
+        self._pending: EngineState | None = None
+        self._pending_first = 0
+        self._next_draw = 0.0
+        self._last_full_draw = 0.0
+        self._partly_drawn = False  # the state on screen was drawn without the plot and the chart
+        self._plot_first = 0  # the plot is drawn less often: the first position it has not drawn since
+        self._draw_timer = QTimer(self)
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.timeout.connect(self.draw_pending)
         self._build()
         self._connect()
         self.apply_theme(self.theme)
         self._set_enabled()
         self.fit_screen()
-        self.client.send("load_model", model_folder, threads, chat_template)
+        self.client.send(LoadModel(model_folder, threads, chat_template))
 
     # -- building ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -211,7 +241,10 @@ class MainWindow(QMainWindow):
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 3.0)
         self.temperature.setSingleStep(0.1)
-        self.temperature.setValue(1.0)
+        # a story a student can read from a 135M model: at temperature 1 it drifts into word
+        # salad (SmolLM2, 5 seeds × 80 tokens: 4.04 bits a token of its own surprise); at 0.7
+        # with top-p 0.9, 1.73, with no repeated three-token run (0.5: 1.42, but 5 % repeats)
+        self.temperature.setValue(DEFAULT_TEMPERATURE)
         self.temperature.setToolTip("0 = always the most likely token (greedy)")
         self.top_k = QSpinBox()
         self.top_k.setRange(0, 1000)
@@ -219,7 +252,7 @@ class MainWindow(QMainWindow):
         self.top_p = QDoubleSpinBox()
         self.top_p.setRange(0.01, 1.0)
         self.top_p.setSingleStep(0.05)
-        self.top_p.setValue(1.0)
+        self.top_p.setValue(DEFAULT_TOP_P)
         seed_row = QHBoxLayout()
         self.seed = QSpinBox()
         self.seed.setRange(0, SEED_LIMIT - 1)
@@ -372,12 +405,31 @@ class MainWindow(QMainWindow):
         for a in (self.act_prepare, self.act_score):
             m.addAction(a)
         m.addSeparator()
+        self.act_export_table = QAction("Export table…", self)
+        self.act_export_table.setToolTip("Every token of the document with its p, bits, rank and entropy, as CSV or JSON")
+        self.act_export_chart = QAction("Export chart as PNG…", self)
+        self.act_export_chart.setToolTip("The distribution chart as a picture")
+        self.act_export_plot = QAction("Export plot as PNG…", self)
+        self.act_export_plot.setToolTip("The surprise plot as a picture")
+        for a in (self.act_export_table, self.act_export_chart, self.act_export_plot):
+            m.addAction(a)
+        m.addSeparator()
         m.addAction(self.act_quit)
 
         e = self.menuBar().addMenu("&Edit")
         self.act_undo = QAction("Undo", self)
         self.act_undo.setShortcut(QKeySequence.StandardKey.Undo)
         e.addAction(self.act_undo)
+        self.act_copy = QAction("Copy tokens", self)
+        self.act_copy.setShortcut(QKeySequence.StandardKey.Copy)
+        self.act_copy_table = QAction("Copy as table", self)
+        self.act_copy_table.setShortcut(QKeySequence("Ctrl+Shift+C"))
+        for a in (self.act_copy, self.act_copy_table):
+            # only while the document or the plot has the keyboard: Ctrl+C in a text box copies its own text
+            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            e.addAction(a)
+            self.doc_view.addAction(a)
+            self.surprise.addAction(a)
 
         v = self.menuBar().addMenu("&View")
         self.act_projector = QAction("Projector mode", self, checkable=True)
@@ -393,7 +445,11 @@ class MainWindow(QMainWindow):
         self.act_ids = QAction("Show token ids", self, checkable=True)
         self.act_colour = QAction("Colour tokens by surprise", self, checkable=True)
         self.act_colour.setChecked(True)
-        for a in (self.act_projector, self.act_zoom_in, self.act_zoom_out, self.act_zoom_reset):
+        self.act_controls = QAction("Show the controls", self, checkable=True)
+        self.act_controls.setChecked(True)
+        self.act_controls.setShortcut(QKeySequence(Qt.Key.Key_F9))
+        self.act_controls.setToolTip("The system prompt, your message and the sampling settings, on the left")
+        for a in (self.act_projector, self.act_controls, self.act_zoom_in, self.act_zoom_out, self.act_zoom_reset):
             v.addAction(a)
         v.addSeparator()
         for a in (self.act_contrast, self.act_compact, self.act_ids, self.act_colour):
@@ -412,22 +468,22 @@ class MainWindow(QMainWindow):
 
         self.end_turn.clicked.connect(self.do_end_turn)
         self.message.submitted.connect(self.do_end_turn)
-        self.new_conv.clicked.connect(lambda: self.send("new_conversation"))
+        self.new_conv.clicked.connect(lambda: self.send(NewConversation()))
         self.apply_system.clicked.connect(self.do_apply_system)
-        self.generate.clicked.connect(lambda: self.send("generate", self.max_tokens.value()))
+        self.generate.clicked.connect(lambda: self.send(Generate(self.max_tokens.value())))
         self.stop.clicked.connect(self.client.stop)
         self.cancel.clicked.connect(self.client.stop)
-        self.greedy_step.clicked.connect(lambda: self.send("step", True))
-        self.sample_step.clicked.connect(lambda: self.send("step", False))
-        self.undo.clicked.connect(lambda: self.send("undo"))
-        self.act_undo.triggered.connect(lambda: self.undo.isEnabled() and self.send("undo"))
-        self.reset_response.clicked.connect(lambda: self.send("reset_response"))
+        self.greedy_step.clicked.connect(lambda: self.send(Step(True)))
+        self.sample_step.clicked.connect(lambda: self.send(Step(False)))
+        self.undo.clicked.connect(lambda: self.send(Undo()))
+        self.act_undo.triggered.connect(lambda: self.undo.isEnabled() and self.send(Undo()))
+        self.reset_response.clicked.connect(lambda: self.send(ResetResponse()))
         for widget in (self.temperature, self.top_p):
             widget.valueChanged.connect(self.send_settings)
         for widget in (self.top_k, self.seed):
             widget.valueChanged.connect(self.send_settings)
         self.fixed_seed.toggled.connect(self.send_settings)
-        self.k_spin.valueChanged.connect(lambda k: self.send("set_k", k))
+        self.k_spin.valueChanged.connect(lambda k: self.send(SetK(k)))
         self.back_to_end.clicked.connect(lambda: self.show_position(None))
         self.force.clicked.connect(self.do_force)
         self.force_edit.returnPressed.connect(self.do_force)
@@ -439,9 +495,9 @@ class MainWindow(QMainWindow):
         self.surprise.spanChanged.connect(self.on_span)
         self.dist.candidateClicked.connect(self.on_candidate)
 
-        self.prepare_button.clicked.connect(lambda: self.send("prepare_default"))
+        self.prepare_button.clicked.connect(lambda: self.send(PrepareDefault()))
         self.template_button.clicked.connect(self.do_use_family_template)
-        self.act_prepare.triggered.connect(lambda: self.send("prepare_default"))
+        self.act_prepare.triggered.connect(lambda: self.send(PrepareDefault()))
         self.import_button.clicked.connect(self.do_import)
         self.act_import.triggered.connect(self.do_import)
         self.open_button.clicked.connect(self.do_open_folder)
@@ -450,35 +506,35 @@ class MainWindow(QMainWindow):
         self.act_open_conv.triggered.connect(self.do_open_conversation)
         self.act_save_conv.triggered.connect(self.do_save_conversation)
         self.act_reopen_last.triggered.connect(
-            lambda: self.keep_last is not None and self.send("open_conversation", str(self.keep_last)))
+            lambda: self.keep_last is not None and self.send(OpenConversation(str(self.keep_last))))
         self.act_quit.triggered.connect(self.close)
+        self.act_copy.triggered.connect(lambda: self.do_copy(as_table=False))
+        self.act_copy_table.triggered.connect(lambda: self.do_copy(as_table=True))
+        self.act_export_table.triggered.connect(self.do_export_table)
+        self.act_export_chart.triggered.connect(lambda: self.do_export_png(self.dist, "chart"))
+        self.act_export_plot.triggered.connect(lambda: self.do_export_png(self.surprise, "plot"))
         self.act_projector.toggled.connect(self.set_projector_mode)
         self.act_zoom_in.triggered.connect(lambda: self.set_zoom(self.zoom * 1.15))
         self.act_zoom_out.triggered.connect(lambda: self.set_zoom(self.zoom / 1.15))
-        self.act_zoom_reset.triggered.connect(lambda: self.set_zoom(1.0))
-        self.act_contrast.toggled.connect(lambda on: self.apply_theme(themes.HIGH_CONTRAST if on else themes.system_theme()))
+        self.act_zoom_reset.triggered.connect(
+            lambda: self.set_zoom(PROJECTOR_ZOOM if self.act_projector.isChecked() else 1.0))
+        self.act_contrast.toggled.connect(lambda on: self.apply_theme(themes.HIGH_CONTRAST if on else self.desktop_theme))
+        self.act_controls.toggled.connect(self.show_controls)
         self.act_compact.toggled.connect(self.doc_view.set_compact)
         self.act_ids.toggled.connect(self.doc_view.set_show_ids)
         self.act_colour.toggled.connect(self.doc_view.set_color_by_surprise)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=lambda: self.show_position(None))
-        self.send("set_k", self.k_spin.value())
+        self.send(SetK(self.k_spin.value()))
 
     # -- sending ------------------------------------------------------------------------------
-    # requests after which the chart shows the next token again: a clicked chip stays
-    # selected only until the document moves on, so the chart's next click appends
-    # (replacing an earlier token is only ever asked for on that token's own chart)
-    BACK_TO_THE_END = frozenset({"end_turn", "generate", "step", "undo", "reset_response", "new_conversation",
-                                 "load_text", "open_conversation", "truncate", "set_system_prompt", "load_model",
-                                 "import_gguf", "prepare_default", "use_family_template"})
-
-    def send(self, op: str, *args) -> None:
+    def send(self, intent: Intent) -> None:
         self.hide_error()
-        if op not in ("set_settings", "set_k"):
+        if not isinstance(intent, (SetSettings, SetK)):
             self.status.setText("")  # "Opened …", "Saved …": about the document before this request
-        if op in self.BACK_TO_THE_END and self.position is not None:
+        if intent.back_to_the_end and self.position is not None:
             self.position = None
             self.show_position(None)
-        self.client.send(op, *args)
+        self.client.send(intent)
 
     def current_settings(self) -> SamplingSettings:
         return SamplingSettings(
@@ -487,7 +543,7 @@ class MainWindow(QMainWindow):
         )
 
     def send_settings(self, *_args) -> None:
-        self.client.send("set_settings", self.current_settings())
+        self.client.send(SetSettings(self.current_settings()))
 
     def do_end_turn(self) -> None:
         text = self.message.toPlainText()
@@ -499,8 +555,9 @@ class MainWindow(QMainWindow):
             return
         if not self.state.tokens:
             system = self.system_edit.toPlainText()
-            self.client.send("set_system_prompt", system if system.strip() else None)
-        self.send("end_turn", text)
+            self.client.send(SetSystemPrompt(system if system.strip() else None))
+        self.send(EndTurn(text))
+        self._unsent = text  # until the model has read it, or it comes back: closing keeps it
         self.message.clear()
 
     def on_text_returned(self, box: str, text: str) -> None:
@@ -510,12 +567,14 @@ class MainWindow(QMainWindow):
             typed = self.force_edit.text()
             self.force_edit.setText(text + typed)
             return
+        if text == self._unsent:
+            self._unsent = None
         typed = self.message.toPlainText()
         self.message.setPlainText(text if not typed.strip() else f"{text}\n{typed}")
 
     def do_apply_system(self) -> None:
         text = self.system_edit.toPlainText()
-        self.send("set_system_prompt", text if text.strip() else None)
+        self.send(SetSystemPrompt(text if text.strip() else None))
 
     def do_force(self) -> None:
         text = self.force_edit.text()
@@ -523,7 +582,7 @@ class MainWindow(QMainWindow):
             self.show_error("Type the text to force first.")
             return
         index = self.position if self.position is not None else len(self.state.tokens)
-        self.send("replace_text", index, text)
+        self.send(ReplaceText(index, text))
         self.force_edit.clear()
         self.position = None
 
@@ -536,18 +595,18 @@ class MainWindow(QMainWindow):
 
     def do_use_family_template(self) -> None:
         if self.info is not None and self.info.suggested_template is not None:
-            self.send("use_family_template", self.info.suggested_template[0])
+            self.send(UseFamilyTemplate(self.info.suggested_template[0]))
 
     def open_model_path(self, path: str) -> None:
         """A GGUF file is imported (or opened where it was imported before); a
         file of a model folder, or the folder itself, opens that folder."""
         p = Path(path)
         if p.suffix.lower() == ".gguf":
-            self.send("import_gguf", str(p))
+            self.send(ImportGguf(str(p)))
         elif p.is_file():
-            self.send("load_model", str(p.parent))
+            self.send(LoadModel(str(p.parent)))
         else:
-            self.send("load_model", str(p))
+            self.send(LoadModel(str(p)))
 
     def fill_models_menu(self) -> None:
         """File → Models on this computer: every model folder in the model places."""
@@ -561,7 +620,7 @@ class MainWindow(QMainWindow):
             act.setCheckable(True)
             act.setChecked(entry.folder.resolve() == current)
             act.setEnabled(not self.busy)
-            act.triggered.connect(lambda _=False, folder=str(entry.folder): self.send("load_model", folder))
+            act.triggered.connect(lambda _=False, folder=str(entry.folder): self.send(LoadModel(folder)))
         if not entries:
             none = self.models_menu.addAction("No model folders yet: File → Open model… imports a GGUF file")
             none.setEnabled(False)
@@ -569,7 +628,7 @@ class MainWindow(QMainWindow):
     def do_open_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a model folder")
         if path:
-            self.send("load_model", path)
+            self.send(LoadModel(path))
 
     def do_save_conversation(self) -> None:
         if not self.state.tokens:
@@ -581,13 +640,13 @@ class MainWindow(QMainWindow):
         if path:
             if not path.endswith(".json"):
                 path += SUFFIX
-            self.send("save_conversation", path)
+            self.send(SaveConversation(path))
 
     def do_open_conversation(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a conversation", str(Path.home()),
                                               f"lmdesk conversations (*{SUFFIX} *.json);;All files (*)")
         if path:
-            self.send("open_conversation", path)
+            self.send(OpenConversation(path))
 
     def do_score_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Score a text file", "", "Text (*.txt *.md);;All files (*)")
@@ -599,7 +658,41 @@ class MainWindow(QMainWindow):
         except (OSError, UnicodeDecodeError) as exc:
             self.show_error(f"Cannot read {path} as UTF-8 text ({exc}).")
             return
-        self.send("load_text", text)
+        self.send(LoadText(text))
+
+    def selected_range(self) -> tuple[int, int] | None:
+        """The selected span, else the clicked chip, as (start, stop)."""
+        n = len(self.state.tokens)
+        if self.span is not None:
+            a, b = max(0, self.span[0]), min(n, self.span[1])
+            return (a, b) if a < b else None
+        if self.position is not None and 0 <= self.position < n:
+            return self.position, self.position + 1
+        return None
+
+    def do_copy(self, as_table: bool = False) -> None:
+        chosen = self.selected_range()
+        if chosen is None:
+            self.show_error(export_actions.NOTHING_SELECTED)
+            return
+        self._report(export_actions.copy_tokens(self.state.tokens, *chosen, self.texts, as_table=as_table))
+
+    def do_export_table(self) -> None:
+        self._report(export_actions.export_table(self, self.state.tokens, self.texts,
+                                                 model=self.info.name if self.info else None))
+
+    def do_export_png(self, widget, what: str) -> None:
+        self._report(export_actions.export_png_dialog(self, widget, what=what,
+                                                      name=self.info.name if self.info else None))
+
+    def _report(self, outcome) -> None:
+        if outcome is None:  # the dialog was cancelled
+            return
+        if outcome.error:
+            self.show_error(outcome.message)
+        else:
+            self.hide_error()
+            self.status.setText(outcome.message)
 
     # -- receiving -------------------------------------------------------------------------------
     def on_model_loaded(self, info: ModelInfo) -> None:
@@ -631,14 +724,56 @@ class MainWindow(QMainWindow):
         self.model_label.setText("No model loaded.")
 
     def on_state(self, state: EngineState) -> None:
+        """A new state from the worker: drawn now if the last drawing was long
+        enough ago, else at the next frame (with whatever came meanwhile)."""
+        if self._pending is None:
+            self._pending_first = state.first_changed
+        else:  # each state's first_changed counts from the one before it
+            self._pending_first = min(self._pending_first, state.first_changed)
+        self._pending = state
+        if not self._draw_timer.isActive():
+            wait = max(0.0, self._next_draw - time.monotonic())
+            self._draw_timer.start(round(wait * 1000))
+
+    def draw_pending(self, final: bool = False) -> None:
+        """Draw the newest state received; ``final``: all of it, now (the work is over)."""
+        self._draw_timer.stop()
+        state, self._pending = self._pending, None
+        if state is None:
+            if final and self._partly_drawn:  # the last state came in a frame that left out the plot and chart
+                self.draw_state(dataclasses.replace(self.state, first_changed=len(self.state.tokens)), full=True)
+            return
+        if state.first_changed != self._pending_first:
+            state = dataclasses.replace(state, first_changed=self._pending_first)
+        began = time.monotonic()
+        # while the model writes, the chips follow every frame; the plot and the chart,
+        # which redraw all they show, a few times a second
+        full = final or not self.busy or began - self._last_full_draw >= SLOW_PARTS_S
+        self.draw_state(state, full=full)
+        self._partly_drawn = not full
+        if full:
+            self._last_full_draw = began
+        self._next_draw = began + FRAME_S
+        # the drawing's cost includes the painting it causes, which Qt does before it runs
+        # what is posted after it: the next drawing waits twice as long as this one took
+        QTimer.singleShot(0, self, lambda: self._frame_done(began))
+
+    def _frame_done(self, began: float) -> None:
+        self._next_draw = max(self._next_draw, time.monotonic() + 2 * (time.monotonic() - began))
+
+    def draw_state(self, state: EngineState, full: bool = True) -> None:
         self.state = state
         if (state.in_conversation and not self.system_edit.hasFocus()
                 and (state.system_prompt or "") != self.system_edit.toPlainText()):
             self.system_edit.setPlainText(state.system_prompt or "")  # e.g. kept through a model switch
         n = len(state.tokens)
+        self._plot_first = min(self._plot_first, state.first_changed)
         if self.texts is not None:
             self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)
-            self.surprise.set_bits([t.stats.bits if t.stats else None for t in state.tokens], state.first_changed)
+            if full:
+                self.surprise.set_bits([t.stats.bits if t.stats else None for t in state.tokens], self._plot_first)
+                self._plot_first = n
+                self._partly_drawn = False
         if self.position is not None and self.position >= n:
             self.position = None
         if self.span is not None and self.span[1] > n:
@@ -647,17 +782,23 @@ class MainWindow(QMainWindow):
             self.surprise.set_selection(None, None)
         if self.busy and self.position is None:
             self.doc_view.scroll_to_end()
-        self.show_position(self.position)
-        self.update_span_label()
+        if full:
+            self.show_position(self.position)
+            self.update_span_label()
         self._set_enabled()
         self.stateShown.emit(state)
 
     def on_busy(self, busy: bool, what: str) -> None:
+        if not busy:
+            self.draw_pending(final=True)  # the work is over: show where it ended, all of it, now
+            if self._busy_with == "end_turn":
+                self._unsent = None  # read, or back in its box
+        self._busy_with = what if busy else ""
         self.busy = busy
         if not busy and self.status.text() == self._last_progress:
             self.status.setText("")  # the work it described is over
         self.progress.setVisible(busy)
-        self.cancel.setVisible(busy and what in ("generate", "end_turn", "load_text", "prepare_default", "import_gguf"))
+        self.cancel.setVisible(busy and INTENTS[what].long)
         if busy:
             self.progress.setRange(0, 0)
         self._set_enabled()
@@ -703,6 +844,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_open, self.act_import, self.act_prepare, self.act_score, self.act_open_conv,
                   self.act_save_conv, self.act_reopen_last):
             a.setEnabled(not self.busy)
+        self.act_export_table.setEnabled(has_doc)
         for b in (self.prepare_button, self.import_button, self.open_button, self.template_button):
             b.setEnabled(not self.busy)
 
@@ -739,7 +881,9 @@ class MainWindow(QMainWindow):
             settings = self.current_settings()
             changed = settings != SamplingSettings(seed=settings.seed)
             self.dist.set_distribution(entries, sampled=sampled if changed else None, title="Next token")
-            self.dist.set_footer(f"entropy {nxt.entropy:.2f} bits · click a bar to append that token")
+            own = "" if not changed else (f" · bars after temperature {settings.temperature:g}, top-k "
+                                          f"{settings.top_k or 'off'}, top-p {settings.top_p:g}; the model's own behind")
+            self.dist.set_footer(f"entropy {nxt.entropy:.2f} bits · click a bar to append that token{own}")
             self.dist_title.setText("What the model expects after the last token")
             return
         tok = self.state.tokens[index]
@@ -768,9 +912,9 @@ class MainWindow(QMainWindow):
             self.show_error("The model is busy; wait a moment or press Stop.")
             return
         if self.position is None:
-            self.send("append_token", token_id)
+            self.send(AppendToken(token_id))
         else:
-            self.send("replace", self.position, token_id)
+            self.send(Replace(self.position, token_id))
             self.position = None
 
     def on_span(self, start: int, stop: int) -> None:
@@ -811,6 +955,9 @@ class MainWindow(QMainWindow):
     def apply_theme(self, theme: themes.Theme) -> None:
         self.theme = theme
         QApplication.instance().setPalette(themes.palette_for(theme))
+        # the style draws input borders and check boxes a shade darker than the window: on
+        # black, nothing. High contrast draws them in the text colour itself.
+        QApplication.instance().setStyleSheet(themes.contrast_style_sheet(theme) if theme is themes.HIGH_CONTRAST else "")
         for w in (self.doc_view, self.dist, self.surprise, self.legend):
             w.set_theme(theme)
         self.banner.setStyleSheet(
@@ -819,9 +966,14 @@ class MainWindow(QMainWindow):
 
     def set_zoom(self, zoom: float) -> None:
         self.zoom = max(0.6, min(zoom, 3.0))
-        font = QApplication.instance().font()
+        app = QApplication.instance()
+        font = app.font()
         font.setPointSizeF(BASE_POINT_SIZE * self.zoom)
-        QApplication.instance().setFont(font)
+        app.setFont(font)
+        if app.styleSheet():  # widgets under a style sheet keep the font they had until it is set again
+            app.setStyleSheet(app.styleSheet())
+            for w in (self.doc_view, self.dist, self.surprise, self.legend):
+                w.set_theme(self.theme)  # ... and lose their own palettes to it
         for w in (self.doc_view, self.dist, self.surprise, self.legend):
             w.set_zoom(self.zoom)
         self.update_span_label()
@@ -833,7 +985,7 @@ class MainWindow(QMainWindow):
         current text size (no sideways scrolling), taking it from the
         document and the chart in proportion."""
         sizes = self.split.sizes()
-        if len(sizes) != 3 or sum(sizes) <= 0:
+        if len(sizes) != 3 or sum(sizes) <= 0 or self.split.widget(0).isHidden():
             return
         scroll = self.split.widget(0)
         bar = scroll.verticalScrollBar().sizeHint().width() if isinstance(scroll, QScrollArea) else 0
@@ -858,45 +1010,70 @@ class MainWindow(QMainWindow):
         self.resize(min(1280, free.width()), min(800, free.height() - frame))
         self.move(free.topLeft())
 
-    def set_projector_mode(self, on: bool) -> None:
+    def show_controls(self, on: bool) -> None:
+        """The panel on the left (system prompt, message, sampling), shown or folded away."""
+        self.split.widget(0).setVisible(on)
         if on:
-            self._before_projector = (self.zoom, self.act_contrast.isChecked())
-            self._sizes_before_projector = self.split.sizes()
+            QTimer.singleShot(0, self.fit_left_panel)
+
+    def set_projector_mode(self, on: bool) -> None:
+        """For the back of a lecture room: full screen, high contrast, large
+        text, and the document and the chart given the whole width (the
+        controls fold away; F9 brings them back, F11 ends projector mode)."""
+        if on:
+            self._before_projector = (self.zoom, self.act_contrast.isChecked(), self.act_controls.isChecked(),
+                                      self.split.sizes())
             self.showFullScreen()
             self.act_contrast.setChecked(True)
-            self.set_zoom(max(self.zoom, 1.3))
-            # the document gets the room: controls as narrow as they can be, chart beside
+            self.set_zoom(max(self.zoom, PROJECTOR_ZOOM))
+            self.act_controls.setChecked(False)
             total = max(sum(self.split.sizes()), 1)
-            left = self.left_panel.minimumSizeHint().width() + 20
-            rest = max(total - left, 1)
-            self.split.setSizes([left, int(rest * 0.6), int(rest * 0.4)])
-            QTimer.singleShot(0, self.fit_left_panel)
+            self.split.setSizes([0, int(total * 0.6), total - int(total * 0.6)])
+            self.status.setText("Projector mode: F9 shows the controls, F11 ends projector mode.")
         else:
-            zoom, contrast = getattr(self, "_before_projector", (1.0, False))
+            zoom, contrast, controls, sizes = getattr(self, "_before_projector", (1.0, False, True, None))
             self.showNormal()
             self.act_contrast.setChecked(contrast)
             self.set_zoom(zoom)
-            if getattr(self, "_sizes_before_projector", None):
-                self.split.setSizes(self._sizes_before_projector)
+            self.act_controls.setChecked(controls)
+            if sizes:
+                self.split.setSizes(sizes)
+            self.status.setText("")
 
     # -- closing ----------------------------------------------------------------------------------------
+    SHUTDOWN_WAIT_MS = 10000  # how long closing waits for the worker to stop before keeping what was drawn
+
     def closeEvent(self, event) -> None:  # noqa: N802
         self._closing = True
-        self.client.shutdown()
+        self.client.shutdown(self.SHUTDOWN_WAIT_MS)
         self.keep_document()
         super().closeEvent(event)
 
+    def draft(self) -> str | None:
+        """What was typed and not yet read by the model: a message sent (the
+        model was still reading it) and the message box."""
+        parts = [t for t in (self._unsent, self.message.toPlainText()) if t and t.strip()]
+        return "\n".join(parts) if parts else None
+
     def keep_document(self) -> None:
-        """Closing never loses the work: once the worker has stopped (the
-        session is then nobody else's), the document is written to
-        ``keep_last``, to be reopened from the File menu next time."""
+        """Closing never loses the work: the document, and a message typed
+        but not yet read, are written to ``keep_last``, to be reopened from
+        the File menu next time. Once the worker has stopped, its session is
+        read (nobody else's then); if it has not stopped in time, the
+        document as the window last drew it is written instead."""
         session = self.client.worker.session
-        if self.keep_last is None or session is None or not session.doc.tokens:
+        draft = self.draft()
+        if self.keep_last is None or session is None or not (session.doc.tokens or draft):
             return
-        if self.client.thread.isRunning():
-            return  # the worker did not stop in time: its session cannot be read safely
         try:
             self.keep_last.parent.mkdir(parents=True, exist_ok=True)
-            conversation_file.save(session, self.keep_last)
+            if not self.client.thread.isRunning():
+                conversation_file.save(session, self.keep_last, draft)
+            elif self.info is not None:  # the worker is still busy: its session cannot be read safely
+                log.warning("the worker did not stop in time; keeping the document as last drawn")
+                doc = Document(list(self.state.tokens), list(self.state.segments))
+                conversation_file.write(conversation_file.document_dict(
+                    doc, self.info.tokenizer, self.info.name, self.info.vocab_size, self.state.system_prompt,
+                    draft), self.keep_last)
         except (OSError, LmdeskError) as exc:
             log.warning("the conversation could not be kept: %s", exc)

@@ -4,16 +4,25 @@ The surprise scale is *cividis*-like (dark blue → grey → yellow): it stays
 readable for the common colour-vision deficiencies and in greyscale, and its
 lightness grows with surprise, so a projector that washes colours out still
 shows which tokens surprised the model.
+
+Bits are placed on it by log2(1 + bits), not linearly: most tokens of a
+story cost under 5 bits, and the differences the lab asks about (a near-sure
+0.1 bit against a coin-flip 1 bit against 3 bits) would otherwise share the
+first sixth of the scale's colours. On this scale 0–5 bits take its first
+two-thirds; 16 bits and more take its last colour.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 # bits at which the scale reaches its last colour; more surprise stays there
 SCALE_MAX_BITS = 16.0
+# the legend's marks: where the lab's reference points fall (a coin 1 bit, 1 in 1,000 ≈ 10 bits)
+SCALE_MARKS = (0, 1, 2, 4, 8, 16)
 
 # cividis, sampled at 9 points (public colormap data, Nuñez et al. 2018)
 _CIVIDIS = [
@@ -29,9 +38,28 @@ _CIVIDIS = [
 ]
 
 
+def surprise_position(bits: float) -> float:
+    """Where ``bits`` of surprise sit on the colour scale, 0 … 1."""
+    if not bits > 0:  # 0, negative rounding noise or NaN: the scale's start
+        return 0.0
+    return min(1.0, math.log2(1.0 + bits) / math.log2(1.0 + SCALE_MAX_BITS))
+
+
+def surprise_positions(bits):
+    """:func:`surprise_position` of each of an array of bits (finite values)."""
+    import numpy as np
+
+    return np.minimum(1.0, np.log2(1.0 + np.maximum(bits, 0.0)) / math.log2(1.0 + SCALE_MAX_BITS))
+
+
+def bits_at_position(t: float) -> float:
+    """The inverse of :func:`surprise_position`: the bits at fraction ``t`` of the scale."""
+    return (1.0 + SCALE_MAX_BITS) ** max(0.0, min(1.0, t)) - 1.0
+
+
 def surprise_rgb(bits: float) -> tuple[int, int, int]:
     """The scale's colour for ``bits`` of surprise."""
-    t = max(0.0, min(1.0, bits / SCALE_MAX_BITS))
+    t = surprise_position(bits)
     for (t0, c0), (t1, c1) in zip(_CIVIDIS, _CIVIDIS[1:]):
         if t <= t1:
             f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
@@ -153,3 +181,20 @@ def palette_for(theme: Theme) -> QPalette:
     for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
         p.setColor(QPalette.ColorGroup.Disabled, role, theme.muted)
     return p
+
+
+def contrast_style_sheet(theme: Theme) -> str:
+    """Borders for inputs and check boxes, in the theme's text colour (for
+    High contrast, where the style's own shade of the black window is black)."""
+    text, high, window = theme.text.name(), theme.highlight.name(), theme.window.name()
+    return (
+        f"QAbstractSpinBox, QLineEdit, QPlainTextEdit, QComboBox {{ border: 2px solid {text}; border-radius: 3px; "
+        f"background: {window}; color: {text}; padding: 1px 3px; }}"
+        f"QAbstractSpinBox:focus, QLineEdit:focus, QPlainTextEdit:focus {{ border-color: {high}; }}"
+        f"QCheckBox::indicator {{ width: 0.9em; height: 0.9em; border: 2px solid {text}; background: {window}; }}"
+        f"QCheckBox::indicator:checked {{ background: {high}; }}"
+        f"QPushButton {{ border: 2px solid {text}; border-radius: 3px; padding: 3px 8px; background: {window}; "
+        f"color: {text}; }}"
+        f"QPushButton:disabled {{ border-color: {theme.muted.name()}; color: {theme.muted.name()}; }}"
+        f"QPushButton:pressed {{ background: {high}; color: {window}; }}"
+    )

@@ -1,0 +1,160 @@
+"""Typed requests from the window to the worker that owns the model.
+
+Each request is a small frozen dataclass; the worker has one handler per
+class (``EngineWorker._op_<name>``, checked when :mod:`lmdesk.ui.worker` is
+imported, so a misspelt request fails at start-up, not as "Something went
+wrong" in front of a class). The fields are the handler's arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from ..engine.sampling import SamplingSettings
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: ClassVar[str] = ""  # the handler's name: EndTurn → "end_turn"
+    # after it the chart shows the next token again: a clicked chip stays selected only
+    # until the document moves on, so the chart's next click appends (replacing an earlier
+    # token is only ever asked for on that token's own chart)
+    back_to_the_end: ClassVar[bool] = False
+    long: ClassVar[bool] = False  # long work: the window offers Cancel while it runs
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+        ALL[cls.name] = cls
+
+    def arguments(self) -> list:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+ALL: dict[str, type[Intent]] = {}
+
+
+# -- the model ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadModel(Intent):
+    folder: str | None  # None: the default model
+    threads: int | None = None
+    chat_template: str | None = None
+    back_to_the_end = True
+
+
+@dataclass(frozen=True)
+class PrepareDefault(Intent):
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class ImportGguf(Intent):
+    path: str
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class UseFamilyTemplate(Intent):
+    template: str  # a name from lmdesk.engine.family_templates
+    back_to_the_end = True
+
+
+# -- the document ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EndTurn(Intent):
+    text: str
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class LoadText(Intent):
+    text: str
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class SaveConversation(Intent):
+    path: str
+
+
+@dataclass(frozen=True)
+class OpenConversation(Intent):
+    path: str
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class AppendToken(Intent):
+    token_id: int
+
+
+@dataclass(frozen=True)
+class Replace(Intent):
+    index: int
+    token_id: int
+
+
+@dataclass(frozen=True)
+class ReplaceText(Intent):
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Truncate(Intent):
+    n: int
+    back_to_the_end = True
+
+
+@dataclass(frozen=True)
+class Undo(Intent):
+    back_to_the_end = True
+    long = True  # cheap, unless it has to compute the document again
+
+
+@dataclass(frozen=True)
+class ResetResponse(Intent):
+    back_to_the_end = True
+
+
+@dataclass(frozen=True)
+class NewConversation(Intent):
+    back_to_the_end = True
+
+
+@dataclass(frozen=True)
+class SetSystemPrompt(Intent):
+    text: str | None
+    back_to_the_end = True
+
+
+# -- settings and the model writing --------------------------------------------------------
+@dataclass(frozen=True)
+class SetSettings(Intent):
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class SetK(Intent):
+    k: int
+
+
+@dataclass(frozen=True)
+class Step(Intent):
+    greedy: bool
+    back_to_the_end = True
+
+
+@dataclass(frozen=True)
+class Generate(Intent):
+    max_new_tokens: int
+    back_to_the_end = True
+    long = True
