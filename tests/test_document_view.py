@@ -712,3 +712,24 @@ def test_the_probability_shown_gives_the_bits_shown_by_hand() -> None:
         shown = format_prob(p, bits)
         assert f"{-math.log2(float(shown)):.2f}" == f"{bits:.2f}", (bits, shown)
     assert format_prob(2.0 ** -6.33, 6.33) == "0.0124"
+
+
+def test_a_byte_chip_says_which_character_it_helps_make(qtbot) -> None:
+    """中 in three byte tokens: each chip's tooltip names the character and
+    the chips that make it; a chip's surprise is also put as '1 chance in N'."""
+    vocab = Vocab()
+    zhong = "中".encode()
+    ids = []
+    for raw in (zhong[:1], zhong[1:2], zhong[2:]):
+        new = 900 + len(ids)
+        vocab.by_id[new] = TokenText(raw, "", f"<0x{raw[0]:02X}>", False, True, False, ())
+        ids.append(new)
+    tokens = [DocToken(vocab.id_of("The"), None, 0, CONTENT, False)]
+    tokens += [DocToken(i, stats(6.0), 0, CONTENT, False) for i in ids]
+    v = DocumentView()
+    qtbot.addWidget(v)
+    v.set_document(tokens, [Segment("user", 0)], vocab)
+    for index in (1, 2, 3):
+        assert "tokens 1–3 together make ‘中’ (U+4E2D)" in v.tooltip_text(index)
+    assert "together make" not in v.tooltip_text(0)
+    assert "1 chance in 64" in v.tooltip_text(2)  # 6 bits: p = 1/64

@@ -959,3 +959,37 @@ def test_generate_says_the_settings_it_used(qtbot, win) -> None:
     idle(qtbot, win)
     run_op(qtbot, win, win.generate.click, "generate")
     assert "(greedy)" in win.status.text()
+
+
+def test_the_lab_questions_go_to_their_tokens(qtbot, win) -> None:
+    """Most surprising / most confident / most uncertain, in the whole
+    document or in the replies only; asked again, the next one."""
+    win.system_edit.setPlainText("be brief")
+    end_turn(qtbot, win, "the cat sat on the mat")
+    win.max_tokens.setValue(12)
+    win.seed.setValue(2)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    run_op(qtbot, win, win.generate.click, "generate")
+    tokens = win.state.tokens
+    bits = {i: t.stats.bits for i, t in enumerate(tokens) if t.stats is not None}
+    win.find_buttons["surprising"].click()
+    assert win.position == max(bits, key=bits.get)  # the whole document's most surprising
+    win.find_buttons["surprising"].click()
+    second = sorted(bits, key=bits.get, reverse=True)[1]
+    assert win.position == second and "2 of" in win.status.text()
+    win.scope.setCurrentIndex(1)  # the replies only
+    replies = [i for i, t in enumerate(tokens)
+               if t.kind == CONTENT and win.state.segments[t.segment].role == "assistant" and t.stats]
+    assert replies and all(i > len(tokens) - 14 for i in replies)
+    win.find_buttons["confident"].click()
+    assert win.position == min(replies, key=lambda i: bits[i])
+    win.find_buttons["uncertain"].click()
+    assert win.position == max(replies, key=lambda i: tokens[i].stats.entropy)
+    # the figures and the plot follow the scope
+    total = sum(bits[i] for i in replies)
+    assert f"The replies: {len(replies):,} predicted tokens · {total:,.1f} bits" in win.span_label.text()
+    assert win.surprise.point_count() == len(replies)
+    assert "a fair coin is 1 bit" in win.span_label.text() and "nats a token" in win.span_label.text()
+    win.scope.setCurrentIndex(0)
+    assert win.surprise.point_count() == len(bits)

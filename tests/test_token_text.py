@@ -551,3 +551,19 @@ def test_smollm2_missing_bytes_are_dropped_by_the_tokenizer(smol) -> None:
     assert 0x04 in missing and 0xC0 in missing and 0xFF in missing and 0x0A not in missing
     ids = tokenizer.encode("a\x04b").ids
     assert table.decode(ids) == "ab" == tokenizer.decode(ids)
+
+
+def test_the_characters_a_byte_token_helps_make() -> None:
+    from lmdesk.engine.token_text import characters_made_with
+
+    zhong, smile = "中".encode(), "😀".encode()  # 3 bytes, 4 bytes
+    raws = [b" a", zhong[:1], zhong[1:], b"b" + smile[:2], smile[2:], b"c"]
+    assert characters_made_with(raws, 1) == [("中", 1, 2)]
+    assert characters_made_with(raws, 2) == [("中", 1, 2)]
+    assert characters_made_with(raws, 3) == [("😀", 3, 4)]  # "b" is whole in its token: not listed
+    assert characters_made_with(raws, 4) == [("😀", 3, 4)]
+    assert characters_made_with(raws, 0) == [] and characters_made_with(raws, 5) == []
+    assert characters_made_with([b"\xff", b"a"], 0) == []  # a byte that is no character's
+    # a token holding the end of one character and the start of the next
+    raws = [zhong[:2], zhong[2:] + smile[:1], smile[1:]]
+    assert characters_made_with(raws, 1) == [("中", 0, 1), ("😀", 1, 2)]

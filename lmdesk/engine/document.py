@@ -110,6 +110,32 @@ def first_difference(old_tokens: Sequence[DocToken], old_segments: Sequence[Segm
     return i
 
 
+def reply_positions(tokens: Sequence[DocToken], segments: Sequence[Segment]) -> list[int]:
+    """The positions of the assistant's words (its replies' text, not the
+    template's markers around them); in a plain-text document, every position."""
+    if not any(seg.message is not None for seg in segments):
+        return list(range(len(tokens)))
+    return [i for i, t in enumerate(tokens) if t.kind == CONTENT and segments[t.segment].role == "assistant"]
+
+
+FINDS = ("surprising", "confident", "uncertain")
+
+
+def ranked(tokens: Sequence[DocToken], positions: Sequence[int], find: str) -> list[int]:
+    """``positions`` (those with statistics) ordered for the lab's questions:
+    ``"surprising"``, the most bits first; ``"confident"``, the fewest bits
+    first; ``"uncertain"``, the highest entropy of the distribution that
+    predicted the token first. Ties keep reading order."""
+    scored = [i for i in positions if tokens[i].stats is not None]
+    if find == "surprising":
+        return sorted(scored, key=lambda i: -tokens[i].stats.bits)
+    if find == "confident":
+        return sorted(scored, key=lambda i: tokens[i].stats.bits)
+    if find == "uncertain":
+        return sorted(scored, key=lambda i: -tokens[i].stats.entropy)
+    raise ValueError(f"no such question: {find}")
+
+
 def same_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the common prefix of two id sequences."""
     n = min(len(a), len(b))

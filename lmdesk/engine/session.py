@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chat_template import ChatTemplate, Message, default_system_prompt, render_with_spans
-from .document import CONTENT, MARKUP, DocToken, Document, Segment, same_prefix
+from .document import CONTENT, MARKUP, DocToken, Document, Segment, messages_of, same_prefix
 from .errors import Cancelled, LmdeskError
 from .model import KVCache, LoadedModel
 from .sampling import SamplingSettings, draw, new_seed, transformed_probs
@@ -148,13 +148,9 @@ class Session:
 
     def messages(self) -> list[Message]:
         """The conversation as messages, read back from the document's tokens."""
-        out: list[Message] = []
-        for seg, toks in self.doc.message_tokens():
-            if seg.message is None:
-                continue
-            content = [t.id for t in toks if t.kind == CONTENT]
-            out.append(Message(seg.role, self.model.tokenizer.decode(content, skip_special_tokens=False)))
-        return out
+        decode = self.model.tokenizer.decode
+        return [Message(role, content)
+                for role, content in messages_of(self.doc, lambda ids: decode(ids, skip_special_tokens=False))]
 
     @property
     def can_undo(self) -> bool:

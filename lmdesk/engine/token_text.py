@@ -185,6 +185,42 @@ def split_utf8(raw: bytes) -> list[str | bytes]:
     return parts
 
 
+def characters_made_with(raws: Sequence[bytes], index: int) -> list[tuple[str, int, int]]:
+    """The characters that token ``index`` holds only a part of, each with the
+    first and last token whose bytes make it (a Chinese character or an emoji
+    spread over byte tokens): ``[("中", 10, 12)]``. A byte that belongs to no
+    valid character is left out."""
+    lo, hi = max(0, index - 4), min(len(raws), index + 5)  # a character has at most 4 bytes
+    data = bytearray()
+    owner: list[int] = []  # the token of each byte
+    for j in range(lo, hi):
+        data += raws[j]
+        owner += [j] * len(raws[j])
+    mine = [k for k, j in enumerate(owner) if j == index]
+    found: list[tuple[str, int, int]] = []
+    k = mine[0] if mine else len(data)
+    end = mine[-1] + 1 if mine else 0
+    while k < end:
+        start = k
+        while start > 0 and start > k - 3 and data[start] & 0xC0 == 0x80:  # back to the character's lead byte
+            start -= 1
+        lead = data[start]
+        size = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 0
+        if size == 0 or start + size > len(data):
+            k += 1
+            continue
+        try:
+            ch = bytes(data[start : start + size]).decode("utf-8")
+        except UnicodeDecodeError:
+            k += 1
+            continue
+        first, last = owner[start], owner[start + size - 1]
+        if first != last and start + size > k:  # spread over tokens, and this one holds a part of it
+            found.append((ch, first, last))
+        k = max(k + 1, start + size)
+    return found
+
+
 def _char_mark(ch: str) -> str | None:
     """The mark for an invisible or unusual character, or None if it is shown as itself."""
     mark = _CHAR_MARKS.get(ch)

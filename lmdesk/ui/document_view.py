@@ -45,7 +45,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication, QFrame, QScrollArea, QToolTip, QWidget
 
 from ..engine.document import MARKUP, DocToken, Segment
-from ..engine.token_text import TokenText
+from ..engine.token_text import TokenText, characters_made_with
 from .theme import Theme, mix, surprise_color, system_theme, text_on
 
 __all__ = ["DocumentView", "PLACEHOLDER"]
@@ -169,6 +169,15 @@ class _Canvas(QWidget):
             self._view._show_tooltip(event)
             return True
         return super().event(event)
+
+
+def one_in(p: float) -> str:
+    """ "  as surprising as 1 in 81" — the bits' everyday meaning (1/p), for p below one half."""
+    if not 0 < p < 0.5:
+        return ""
+    n = 1 / p
+    shown = f"{n:,.0f}" if n < 1e6 else f"{n:.2g}".replace("e+0", " × 10^").replace("e+", " × 10^")
+    return f"  — as surprising as 1 chance in {shown}"
 
 
 class DocumentView(QScrollArea):
@@ -352,6 +361,10 @@ class DocumentView(QScrollArea):
         lines = [tt.display or "(empty)", f"token {index} · id {tok.id} · {kind}"]
         if tt.partial_utf8:
             lines.append("bytes " + " ".join(f"{b:02X}" for b in tt.raw) + ": only part of a character")
+            lo = max(0, index - 4)
+            raws = [self._texts(t.id).raw for t in self._tokens[lo : index + 5]]
+            for ch, first, last in characters_made_with(raws, index - lo):
+                lines.append(f"tokens {first + lo}–{last + lo} together make ‘{ch}’ (U+{ord(ch):04X})")
         stats = tok.stats
         if stats is None:
             lines.append("first token: nothing predicted it")
@@ -360,7 +373,7 @@ class DocumentView(QScrollArea):
             if stats.prob >= 0.001:
                 p += f"  ({stats.prob * 100:.1f} %)"
             lines.append(p)
-            lines.append(f"surprise = {stats.bits:.2f} bits  (−log₂ p)")
+            lines.append(f"surprise = {stats.bits:.2f} bits  (−log₂ p){one_in(stats.prob)}")
             lines.append(f"rank {stats.rank}" + ("  (the model's first choice)" if stats.rank == 1 else ""))
             lines.append(f"entropy = {stats.entropy:.2f} bits  (how unsure the model was)")
         return "\n".join(lines)

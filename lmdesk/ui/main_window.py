@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from PySide6.QtGui import QAction, QFont, QKeySequence, QLinearGradient, QPainte
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -31,6 +33,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QToolBar,
@@ -41,7 +44,7 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..engine import conversation_file
 from ..engine.conversation_file import SUFFIX
-from ..engine.document import Document
+from ..engine.document import Document, ranked, reply_positions
 from ..engine.errors import LmdeskError
 from ..engine.sampling import SEED_LIMIT, SamplingSettings
 from ..engine.stats import summarize
@@ -60,6 +63,14 @@ from .surprise_plot import SurprisePlot
 from .worker import EngineClient, EngineState, ModelInfo
 
 BASE_POINT_SIZE = 10.0
+def reference_points(s) -> str:
+    """The bits beside things everyone knows, and perplexity with its base."""
+    nats = s.bits_per_token * math.log(2)
+    return (f"perplexity {s.perplexity:,.2f} = 2<sup>{s.bits_per_token:.2f}</sup> (bits a token) = "
+            f"e<sup>{nats:.2f}</sup> (nats a token) · for scale: a fair coin is 1 bit, a die 2.58 bits, "
+            "1 chance in 1,000 about 10 bits")
+
+
 SPAN_HINT = "Click a token to see what the model predicted there; drag over tokens to measure a span."
 
 log = logging.getLogger(__name__)
@@ -297,6 +308,31 @@ class MainWindow(QMainWindow):
         lrow.addWidget(self.legend, 1)
         tv.addLayout(lrow)
         tv.addWidget(self.span_label)
+        # the lab's questions, answered with a click: where was the model most surprised, ...
+        frow = QHBoxLayout()
+        frow.addWidget(QLabel("Find in"))
+        self.scope = QComboBox()
+        self.scope.addItems(["the whole document", "the replies"])
+        self.scope.setToolTip("The replies: the assistant's words only, so the system prompt and your messages "
+                              "do not fill the plot, the figures and the lists")
+        # on a narrow screen the row gives way (it never makes the window wider than the screen)
+        self.scope.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.scope.setMinimumContentsLength(6)
+        frow.addWidget(self.scope)
+        self.find_buttons = {}
+        for find, label, tip in (
+                ("surprising", "Most surprising", "The token the model expected least (the most bits); again for the next"),
+                ("confident", "Most confident", "The token the model was surest of (the fewest bits); again for the next"),
+                ("uncertain", "Most uncertain", "Where the model was least sure what comes (the highest entropy)")):
+            button = QPushButton(label)
+            button.setToolTip(tip)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            button.setMinimumWidth(40)
+            self.find_buttons[find] = button
+            frow.addWidget(button, 1)
+        tv.addLayout(frow)
+        self._found: tuple[str, int] | None = None  # the last question asked and how far down its list
         vsplit.addWidget(top)
         vsplit.addWidget(self.surprise)
         vsplit.setStretchFactor(0, 3)
@@ -488,6 +524,9 @@ class MainWindow(QMainWindow):
         self.force.clicked.connect(self.do_force)
         self.force_edit.returnPressed.connect(self.do_force)
 
+        for find, button in self.find_buttons.items():
+            button.clicked.connect(lambda _=False, find=find: self.find(find))
+        self.scope.currentIndexChanged.connect(self.on_scope)
         self.doc_view.tokenClicked.connect(self.on_token_clicked)
         self.doc_view.spanSelected.connect(self.on_span)
         self.doc_view.selectionCleared.connect(self.on_selection_cleared)
@@ -660,6 +699,47 @@ class MainWindow(QMainWindow):
             return
         self.send(LoadText(text))
 
+    # -- the lab's questions -----------------------------------------------------------------------
+    def replies_only(self) -> bool:
+        return self.scope.currentIndex() == 1
+
+    def scope_positions(self, state: EngineState | None = None) -> list[int]:
+        state = state or self.state
+        return reply_positions(state.tokens, state.segments) if self.replies_only() else list(range(len(state.tokens)))
+
+    def plot_bits(self, state: EngineState) -> list[float | None]:
+        """The plot's values: every token's bits, or only the replies' (the rest left out)."""
+        bits = [t.stats.bits if t.stats else None for t in state.tokens]
+        if not self.replies_only():
+            return bits
+        keep = set(reply_positions(state.tokens, state.segments))
+        return [b if i in keep else None for i, b in enumerate(bits)]
+
+    def on_scope(self, *_args) -> None:
+        self._found = None
+        if self.texts is not None:
+            self.surprise.set_bits(self.plot_bits(self.state), 0)
+        self.update_span_label()
+
+    def find(self, find: str) -> None:
+        """Go to the answer of one of the lab's questions; asked again, to the next answer."""
+        order = ranked(self.state.tokens, self.scope_positions(), find)
+        where = "the replies" if self.replies_only() else "the document"
+        if not order:
+            self.show_error(f"There is nothing to look through in {where} yet: no token has been predicted there.")
+            return
+        k = self._found[1] + 1 if self._found is not None and self._found[0] == find else 0
+        k %= len(order)
+        self._found = (find, k)
+        index = order[k]
+        self.on_token_clicked(index)  # the chip selected (and scrolled to), its chart shown
+        st = self.state.tokens[index].stats
+        shown = self.texts(self.state.tokens[index].id).display if self.texts else "?"
+        what = {"surprising": "Most surprising", "confident": "Most confident", "uncertain": "Most uncertain"}[find]
+        figure = f"entropy {st.entropy:.2f} bits" if find == "uncertain" else f"{st.bits:.2f} bits"
+        self.status.setText(f"{what}, {k + 1} of {len(order):,} in {where}: position {index}, ‘{shown}’, "
+                            f"{figure} (click again for the next)")
+
     def selected_range(self) -> tuple[int, int] | None:
         """The selected span, else the clicked chip, as (start, stop)."""
         n = len(self.state.tokens)
@@ -771,7 +851,7 @@ class MainWindow(QMainWindow):
         if self.texts is not None:
             self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)
             if full:
-                self.surprise.set_bits([t.stats.bits if t.stats else None for t in state.tokens], self._plot_first)
+                self.surprise.set_bits(self.plot_bits(state), self._plot_first)
                 self._plot_first = n
                 self._partly_drawn = False
         if self.position is not None and self.position >= n:
@@ -934,22 +1014,27 @@ class MainWindow(QMainWindow):
 
     def update_span_label(self) -> None:
         big = int(BASE_POINT_SIZE * 1.25 * self.zoom)
+        small = int(BASE_POINT_SIZE * 0.9 * self.zoom)
+        tokens = self.state.tokens
         if self.span is None:
-            whole = summarize([t.stats.bits for t in self.state.tokens if t.stats is not None])
+            name = "The replies" if self.replies_only() else "Whole document"
+            whole = summarize([tokens[i].stats.bits for i in self.scope_positions() if tokens[i].stats is not None])
             if whole.tokens:
                 self.span_label.setText(
-                    f"<span style='font-size:{big}pt'>Whole document: {whole.tokens:,} predicted tokens · "
+                    f"<span style='font-size:{big}pt'>{name}: {whole.tokens:,} predicted tokens · "
                     f"{whole.total_bits:,.1f} bits · {whole.bits_per_token:.2f} bits/token · "
-                    f"perplexity {whole.perplexity:,.2f}</span> — drag over tokens to measure a span")
+                    f"perplexity {whole.perplexity:,.2f}</span> — drag over tokens to measure a span"
+                    f"<br><span style='font-size:{small}pt'>{reference_points(whole)}</span>")
             else:  # nothing predicted yet (a new conversation): no figures of an earlier document
                 self.span_label.setText(SPAN_HINT)
             return
         a, b = self.span
-        s = summarize([t.stats.bits for t in self.state.tokens[a:b] if t.stats is not None])
+        s = summarize([t.stats.bits for t in tokens[a:b] if t.stats is not None])
         self.span_label.setText(
             f"<span style='font-size:{big}pt'><b>Selected {b - a:,} tokens</b> (positions {a}–{b - 1}) · "
             f"<b>{s.total_bits:,.1f} bits</b> · {s.bits_per_token:.2f} bits/token · "
-            f"perplexity {s.perplexity:,.2f}</span>")
+            f"perplexity {s.perplexity:,.2f}</span>"
+            + (f"<br><span style='font-size:{small}pt'>{reference_points(s)}</span>" if s.tokens else ""))
 
     # -- looks --------------------------------------------------------------------------------------
     def apply_theme(self, theme: themes.Theme) -> None:
