@@ -875,6 +875,9 @@ class MainWindow(QMainWindow):
                 self._unsent = None  # read, or back in its box
         self._busy_with = what if busy else ""
         self.busy = busy
+        # the chart's bars glide to a clicked token's next distribution; while the model writes,
+        # a new one comes every frame, and gliding would redraw the chart 60 times a second
+        self.dist.set_animated(not (busy and what == "generate"))
         if not busy and self.status.text() == self._last_progress:
             self.status.setText("")  # the work it described is over
         self.progress.setVisible(busy)
