@@ -310,27 +310,31 @@ class MainWindow(QMainWindow):
         tv.addWidget(self.span_label)
         # the lab's questions, answered with a click: where was the model most surprised, ...
         frow = QHBoxLayout()
-        frow.addWidget(QLabel("Find in"))
-        self.scope = QComboBox()
-        self.scope.addItems(["the whole document", "the replies"])
-        self.scope.setToolTip("The replies: the assistant's words only, so the system prompt and your messages "
-                              "do not fill the plot, the figures and the lists")
-        # on a narrow screen the row gives way (it never makes the window wider than the screen)
-        self.scope.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.scope.setMinimumContentsLength(6)
-        frow.addWidget(self.scope)
+        lead = QLabel("Most")
+        lead.setToolTip("Go to the most surprising, most confident or most uncertain token; click again for the next")
+        lead.setMinimumWidth(20)
+        frow.addWidget(lead)
         self.find_buttons = {}
-        for find, label, tip in (
-                ("surprising", "Most surprising", "The token the model expected least (the most bits); again for the next"),
-                ("confident", "Most confident", "The token the model was surest of (the fewest bits); again for the next"),
-                ("uncertain", "Most uncertain", "Where the model was least sure what comes (the highest entropy)")):
-            button = QPushButton(label)
+        for find, tip in (
+                ("surprising", "The token the model expected least (the most bits); again for the next"),
+                ("confident", "The token the model was surest of (the fewest bits); again for the next"),
+                ("uncertain", "Where the model was least sure what comes (the highest entropy); again for the next")):
+            button = QPushButton(find)
             button.setToolTip(tip)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-            button.setMinimumWidth(40)
+            button.setMinimumWidth(30)  # their own width when there is room; on a narrow screen the row gives way
             self.find_buttons[find] = button
-            frow.addWidget(button, 1)
+            frow.addWidget(button)
+        frow.addWidget(QLabel("in"))
+        self.scope = QComboBox()
+        self.scope.addItems(["all tokens", "the replies"])
+        self.scope.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.scope.setMinimumContentsLength(len("the replies"))
+        self.scope.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        self.scope.setToolTip("The replies: the assistant's words only, so the system prompt and your messages "
+                              "do not fill the plot, the figures and the lists")
+        frow.addWidget(self.scope)
+        frow.addStretch(1)
         tv.addLayout(frow)
         self._found: tuple[str, int] | None = None  # the last question asked and how far down its list
         vsplit.addWidget(top)
