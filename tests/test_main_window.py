@@ -993,3 +993,23 @@ def test_the_lab_questions_go_to_their_tokens(qtbot, win) -> None:
     assert "a fair coin is 1 bit" in win.span_label.text() and "nats a token" in win.span_label.text()
     win.scope.setCurrentIndex(0)
     assert win.surprise.point_count() == len(bits)
+
+
+def test_the_window_opens_at_the_size_it_had(qtbot, tiny_dir, tmp_path) -> None:
+    """Closed at 1000 x 700, it opens at 1000 x 700 the next time (within the
+    screen); a damaged size file is the usual size."""
+    kept = tmp_path / "data" / "last.lmdesk.json"
+    win = kept_window(qtbot, tiny_dir, kept)
+    free = win.screen().availableGeometry()
+    want = (min(700, free.width()), min(500, free.height()))
+    win.showNormal()
+    win.resize(*want)
+    qtbot.wait(20)
+    win.close()
+    again = kept_window(qtbot, tiny_dir, kept)
+    assert (again.width(), again.height()) == want
+    again.close()
+    (kept.parent / "window-size.json").write_text("{nonsense", encoding="utf-8")
+    third = kept_window(qtbot, tiny_dir, kept)
+    assert third.width() == min(1280, free.width())
+    third.close()

@@ -8,6 +8,8 @@ clicks into requests; it does no model work itself.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import json
 import logging
 import math
 import re
@@ -78,7 +80,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.9  # Generate's settings until a student changes them
 PROJECTOR_ZOOM = 1.3  # text size in projector mode (and what Ctrl+0 goes back to there)
 FRAME_S = 1 / 30  # the shortest time between two drawings of the document while the model writes
-SLOW_PARTS_S = 0.25  # ... and of the surprise plot and the chart, which redraw everything they show
+SLOW_PARTS_S = 0.5  # ... and of the surprise plot and the chart, which redraw everything they show
+PLOT, CHART = frozenset({"plot"}), frozenset({"chart"})
+BOTH = PLOT | CHART
 
 
 class SurpriseLegend(QWidget):
@@ -177,6 +181,7 @@ class MainWindow(QMainWindow):
         self._pending_first = 0
         self._next_draw = 0.0
         self._last_full_draw = 0.0
+        self._next_slow_part = "plot"  # while the model writes, the plot and the chart take turns
         self._partly_drawn = False  # the state on screen was drawn without the plot and the chart
         self._plot_first = 0  # the plot is drawn less often: the first position it has not drawn since
         self._draw_timer = QTimer(self)
@@ -825,18 +830,25 @@ class MainWindow(QMainWindow):
         state, self._pending = self._pending, None
         if state is None:
             if final and self._partly_drawn:  # the last state came in a frame that left out the plot and chart
-                self.draw_state(dataclasses.replace(self.state, first_changed=len(self.state.tokens)), full=True)
+                self.draw_state(dataclasses.replace(self.state, first_changed=len(self.state.tokens)), parts=BOTH)
+                self._partly_drawn = False
             return
         if state.first_changed != self._pending_first:
             state = dataclasses.replace(state, first_changed=self._pending_first)
         began = time.monotonic()
-        # while the model writes, the chips follow every frame; the plot and the chart,
-        # which redraw all they show, a few times a second
-        full = final or not self.busy or began - self._last_full_draw >= SLOW_PARTS_S
-        self.draw_state(state, full=full)
-        self._partly_drawn = not full
-        if full:
+        # while the model writes, the chips follow every frame; the plot and the chart, which
+        # redraw all they show, a few times a second, and never in the same frame (each costs
+        # 30-50 ms with thousands of tokens: together they would hold the window up twice as long)
+        if final or not self.busy:
+            parts = BOTH
+        elif began - self._last_full_draw >= SLOW_PARTS_S / 2:
+            parts = PLOT if self._next_slow_part == "plot" else CHART
+            self._next_slow_part = "chart" if parts is PLOT else "plot"
             self._last_full_draw = began
+        else:
+            parts = frozenset()
+        self.draw_state(state, parts=parts)
+        self._partly_drawn = parts != BOTH
         self._next_draw = began + FRAME_S
         # the drawing's cost includes the painting it causes, which Qt does before it runs
         # what is posted after it: the next drawing waits twice as long as this one took
@@ -845,7 +857,9 @@ class MainWindow(QMainWindow):
     def _frame_done(self, began: float) -> None:
         self._next_draw = max(self._next_draw, time.monotonic() + 2 * (time.monotonic() - began))
 
-    def draw_state(self, state: EngineState, full: bool = True) -> None:
+    def draw_state(self, state: EngineState, parts: frozenset[str] = frozenset({"plot", "chart"})) -> None:
+        """Show ``state``: the chips always; the surprise plot and the chart (with
+        the figures under the document) when ``parts`` names them."""
         self.state = state
         if (state.in_conversation and not self.system_edit.hasFocus()
                 and (state.system_prompt or "") != self.system_edit.toPlainText()):
@@ -854,10 +868,9 @@ class MainWindow(QMainWindow):
         self._plot_first = min(self._plot_first, state.first_changed)
         if self.texts is not None:
             self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)
-            if full:
+            if "plot" in parts:
                 self.surprise.set_bits(self.plot_bits(state), self._plot_first)
                 self._plot_first = n
-                self._partly_drawn = False
         if self.position is not None and self.position >= n:
             self.position = None
         if self.span is not None and self.span[1] > n:
@@ -866,7 +879,7 @@ class MainWindow(QMainWindow):
             self.surprise.set_selection(None, None)
         if self.busy and self.position is None:
             self.doc_view.scroll_to_end()
-        if full:
+        if "chart" in parts:
             self.show_position(self.position)
             self.update_span_label()
         self._set_enabled()
@@ -875,6 +888,12 @@ class MainWindow(QMainWindow):
     def on_busy(self, busy: bool, what: str) -> None:
         if not busy:
             self.draw_pending(final=True)  # the work is over: show where it ended, all of it, now
+            # Python's collector of reference cycles looks through every object now and then: with
+            # a document of thousands of tokens (their statistics, the states, the history) that
+            # held the window up 51 ms at 2,000 tokens and 77 ms at 8,000, in the middle of
+            # generating. What exists when a request is done is set aside from those looks;
+            # objects still go the moment nothing refers to them.
+            gc.freeze()
             if self._busy_with == "end_turn":
                 self._unsent = None  # read, or back in its box
         self._busy_with = what if busy else ""
@@ -1089,17 +1108,45 @@ class MainWindow(QMainWindow):
         share = centre / max(centre + right, 1)
         self.split.setSizes([need, int(rest * share), rest - int(rest * share)])
 
+    def size_file(self) -> Path | None:
+        """Where the window's last size is kept (beside the kept document; none for tests and tools)."""
+        return None if self.keep_last is None else self.keep_last.parent / "window-size.json"
+
+    def remembered_size(self) -> tuple[int, int]:
+        """The size the window had when it was last closed, else 1280 x 800."""
+        path = self.size_file()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+            width, height = int(data["width"]), int(data["height"])
+            if 400 <= width <= 20000 and 300 <= height <= 20000:
+                return width, height
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: the usual size
+            pass
+        return 1280, 800
+
+    def remember_size(self) -> None:
+        path = self.size_file()
+        if path is None:
+            return
+        size = self.normalGeometry().size() if (self.isFullScreen() or self.isMaximized()) else self.size()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"width": size.width(), "height": size.height()}), encoding="utf-8")
+        except OSError as exc:
+            log.warning("the window's size could not be kept: %s", exc)
+
     def fit_screen(self) -> None:
-        """1280 x 800, or the screen's free area where that is smaller (a
-        1024 x 768 projector): the chart, the Force box and the status bar stay
-        on the screen."""
+        """The size of last time (1280 x 800 the first time), or the screen's
+        free area where that is smaller (a 1024 x 768 projector): the chart,
+        the Force box and the status bar stay on the screen."""
+        width, height = self.remembered_size()
         screen = self.screen() or QApplication.primaryScreen()
         free = screen.availableGeometry() if screen is not None else None
         if free is None or free.width() <= 0:
-            self.resize(1280, 800)
+            self.resize(width, height)
             return
         frame = max(0, self.frameGeometry().height() - self.geometry().height())
-        self.resize(min(1280, free.width()), min(800, free.height() - frame))
+        self.resize(min(width, free.width()), min(height, free.height() - frame))
         self.move(free.topLeft())
 
     def show_controls(self, on: bool) -> None:
@@ -1137,6 +1184,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self._closing = True
+        if self.act_projector.isChecked():
+            self.act_projector.setChecked(False)  # the size kept is the window's own, not the projector's
+        self.remember_size()
         self.client.shutdown(self.SHUTDOWN_WAIT_MS)
         self.keep_document()
         super().closeEvent(event)
