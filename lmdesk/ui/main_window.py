@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         self._pending: EngineState | None = None
         self._pending_first = 0
         self._next_draw = 0.0
-        self._last_full_draw = 0.0
+        self._last_slow_draw = 0.0
         self._next_slow_part = "plot"  # while the model writes, the plot and the chart take turns
         self._partly_drawn = False  # the state on screen was drawn without the plot and the chart
         self._plot_first = 0  # the plot is drawn less often: the first position it has not drawn since
@@ -841,10 +841,10 @@ class MainWindow(QMainWindow):
         # 30-50 ms with thousands of tokens: together they would hold the window up twice as long)
         if final or not self.busy:
             parts = BOTH
-        elif began - self._last_full_draw >= SLOW_PARTS_S / 2:
+        elif began - self._last_slow_draw >= SLOW_PARTS_S / 2:
             parts = PLOT if self._next_slow_part == "plot" else CHART
             self._next_slow_part = "chart" if parts is PLOT else "plot"
-            self._last_full_draw = began
+            self._last_slow_draw = began
         else:
             parts = frozenset()
         self.draw_state(state, parts=parts)
@@ -857,7 +857,7 @@ class MainWindow(QMainWindow):
     def _frame_done(self, began: float) -> None:
         self._next_draw = max(self._next_draw, time.monotonic() + 2 * (time.monotonic() - began))
 
-    def draw_state(self, state: EngineState, parts: frozenset[str] = frozenset({"plot", "chart"})) -> None:
+    def draw_state(self, state: EngineState, parts: frozenset[str] = BOTH) -> None:
         """Show ``state``: the chips always; the surprise plot and the chart (with
         the figures under the document) when ``parts`` names them."""
         self.state = state
