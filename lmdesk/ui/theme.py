@@ -23,6 +23,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 SCALE_MAX_BITS = 16.0
 # the legend's marks: where the lab's reference points fall (a coin 1 bit, 1 in 1,000 ≈ 10 bits)
 SCALE_MARKS = (0, 1, 2, 4, 8, 16)
+_SCALE_LOG2 = math.log2(1.0 + SCALE_MAX_BITS)  # the scale's end: log2(1 + bits) of its last colour
 
 # cividis, sampled at 9 points (public colormap data, Nuñez et al. 2018)
 _CIVIDIS = [
@@ -42,14 +43,14 @@ def surprise_position(bits: float) -> float:
     """Where ``bits`` of surprise sit on the colour scale, 0 … 1."""
     if not bits > 0:  # 0, negative rounding noise or NaN: the scale's start
         return 0.0
-    return min(1.0, math.log2(1.0 + bits) / math.log2(1.0 + SCALE_MAX_BITS))
+    return min(1.0, math.log2(1.0 + bits) / _SCALE_LOG2)
 
 
 def surprise_positions(bits):
     """:func:`surprise_position` of each of an array of bits (finite values)."""
     import numpy as np
 
-    return np.minimum(1.0, np.log2(1.0 + np.maximum(bits, 0.0)) / math.log2(1.0 + SCALE_MAX_BITS))
+    return np.minimum(1.0, np.log2(1.0 + np.maximum(bits, 0.0)) / _SCALE_LOG2)
 
 
 def bits_at_position(t: float) -> float:
