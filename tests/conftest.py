@@ -76,8 +76,9 @@ _MODEL_WORK = {
     "lmdesk.engine.model": ["LoadedModel.forward"],
     "lmdesk.engine.stats": ["position_stats", "log_softmax", "softmax", "entropy_bits", "top_indices",
                             "_StatsKernel.run"],
-    "lmdesk.engine.sampling": ["transformed_probs", "draw", "softmax"],
+    "lmdesk.engine.sampling": ["transformed_probs", "draw", "draw_with", "pipeline", "explain_draw", "softmax"],
     "lmdesk.engine.session": ["position_stats", "log_softmax", "top_indices", "transformed_probs", "draw"],
+    "lmdesk.ui.worker": ["explain_draw", "pipeline"],
 }
 
 

@@ -23,6 +23,10 @@ class Intent:
     # token is only ever asked for on that token's own chart)
     back_to_the_end: ClassVar[bool] = False
     long: ClassVar[bool] = False  # long work: the window offers Cancel while it runs
+    # a look at the model that leaves the document as it is: the worker answers it without
+    # saying it is busy and without sending the document again (the window asks for these
+    # as it draws, and they take milliseconds)
+    quiet: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,6 +155,13 @@ class SetK(Intent):
 class Step(Intent):
     greedy: bool
     back_to_the_end = True
+
+
+@dataclass(frozen=True)
+class ExplainNext(Intent):
+    """What the sampling settings do to the next token's distribution (for the Sampling tab)."""
+    revision: int  # the document it is asked for: an answer about an older one is not shown
+    quiet = True
 
 
 @dataclass(frozen=True)

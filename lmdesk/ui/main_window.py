@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -54,15 +55,16 @@ from ..engine.token_text import TokenTextTable
 from . import export_actions
 from .intents import ALL as INTENTS
 from .intents import (
-    AppendToken, EndTurn, Generate, ImportGguf, Intent, LoadModel, LoadText, NewConversation, OpenConversation,
+    AppendToken, EndTurn, ExplainNext, Generate, ImportGguf, Intent, LoadModel, LoadText, NewConversation, OpenConversation,
     PrepareDefault, Replace, ReplaceText, ResetResponse, SaveConversation, SetK, SetSettings, SetSystemPrompt, Step,
     Undo, UseFamilyTemplate,
 )
 from . import theme as themes
 from .distribution_view import DistributionView
 from .document_view import DocumentView, format_prob
+from .sampling_view import SamplingView
 from .surprise_plot import SurprisePlot
-from .worker import EngineClient, EngineState, ModelInfo
+from .worker import EngineClient, EngineState, ModelInfo, SamplingShown
 
 BASE_POINT_SIZE = 10.0
 def reference_points(s) -> str:
@@ -184,6 +186,8 @@ class MainWindow(QMainWindow):
         self._next_slow_part = "plot"  # while the model writes, the plot and the chart take turns
         self._partly_drawn = False  # the state on screen was drawn without the plot and the chart
         self._plot_first = 0  # the plot is drawn less often: the first position it has not drawn since
+        self._sampling: SamplingShown | None = None  # what the Sampling tab shows
+        self._sampling_asked = -1  # the revision the Sampling tab last asked about
         self._draw_timer = QTimer(self)
         self._draw_timer.setSingleShot(True)
         self._draw_timer.timeout.connect(self.draw_pending)
@@ -386,7 +390,18 @@ class MainWindow(QMainWindow):
         self.split = split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left_scroll)
         split.addWidget(centre)
-        split.addWidget(right)
+        # the right-hand side: the next token's chart, and how the next token is chosen
+        self.right_tabs = QTabWidget()
+        self.right_tabs.addTab(right, "Next token")
+        self.sampling_view = SamplingView()
+        sampling_page = QWidget()
+        sv = QVBoxLayout(sampling_page)
+        sv.setContentsMargins(6, 6, 6, 6)
+        sv.addWidget(self.sampling_view)
+        self.right_tabs.addTab(sampling_page, "Sampling")
+        self.right_tabs.setTabToolTip(1, "How the next token is chosen: logits, temperature, top-k, top-p, "
+                                         "and the random number that picked it")
+        split.addWidget(self.right_tabs)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
@@ -510,6 +525,7 @@ class MainWindow(QMainWindow):
         w.busyChanged.connect(self.on_busy)
         w.progress.connect(self.on_progress)
         w.notice.connect(self.status.setText)
+        w.samplingShown.connect(self.on_sampling_shown)
 
         self.end_turn.clicked.connect(self.do_end_turn)
         self.message.submitted.connect(self.do_end_turn)
@@ -519,7 +535,8 @@ class MainWindow(QMainWindow):
         self.stop.clicked.connect(self.client.stop)
         self.cancel.clicked.connect(self.client.stop)
         self.greedy_step.clicked.connect(lambda: self.send(Step(True)))
-        self.sample_step.clicked.connect(lambda: self.send(Step(False)))
+        self.sample_step.clicked.connect(self.do_sample_step)
+        self.right_tabs.currentChanged.connect(lambda _i: self.ask_sampling())
         self.undo.clicked.connect(lambda: self.send(Undo()))
         self.act_undo.triggered.connect(lambda: self.undo.isEnabled() and self.send(Undo()))
         self.reset_response.clicked.connect(lambda: self.send(ResetResponse()))
@@ -592,6 +609,57 @@ class MainWindow(QMainWindow):
 
     def send_settings(self, *_args) -> None:
         self.client.send(SetSettings(self.current_settings()))
+        self._sampling_asked = -1  # the settings changed: the Sampling tab asks again
+        self.ask_sampling()
+
+    # -- the Sampling tab -----------------------------------------------------------------------
+    def sampling_visible(self) -> bool:
+        return self.right_tabs.currentWidget() is self.sampling_view.parentWidget()
+
+    def do_sample_step(self) -> None:
+        self.right_tabs.setCurrentWidget(self.sampling_view.parentWidget())  # the draw is what was asked to see
+        self.send(Step(False))
+
+    def ask_sampling(self) -> None:
+        """Ask the worker how the next token would be chosen, when the
+        Sampling tab shows and has nothing for the current document yet."""
+        state = self.state
+        if (not self.sampling_visible() or self.busy or self.info is None or not state.tokens
+                or self._sampling_asked == state.revision):
+            if self.info is not None and not state.tokens:
+                self.sampling_view.clear("The document is empty: write something and the next token's "
+                                         "choice shows here.")
+            return
+        shown = self._sampling
+        if shown is not None and shown.revision == state.revision and shown.draw is not None:
+            return  # the draw that made this document is on show
+        self._sampling_asked = state.revision
+        self.client.send(ExplainNext(state.revision))  # quiet: not through send(), which clears messages
+
+    def on_sampling_shown(self, shown: SamplingShown) -> None:
+        self._sampling = shown
+        self.show_sampling()
+
+    def show_sampling(self) -> None:
+        shown, texts = self._sampling, self.texts
+        if shown is None or texts is None:
+            return
+        if shown.draw is not None and shown.position is not None:
+            self.sampling_view.set_draw(shown.draw, lambda i: texts(i).display, shown.position)
+        else:
+            self.sampling_view.set_pipeline(shown.pipeline, lambda i: texts(i).display)
+        QTimer.singleShot(0, self.fit_sampling_table)
+
+    def fit_sampling_table(self) -> None:
+        """Widen the side panel, at the document's expense (a quarter of it at
+        most), until the Sampling table's columns all show."""
+        sizes = self.split.sizes()
+        if not self.sampling_visible() or len(sizes) != 3:
+            return
+        short = self.sampling_view.needed_width() - sizes[2]
+        if short > 0:
+            take = min(short, sizes[1] // 4)
+            self.split.setSizes([sizes[0], sizes[1] - take, sizes[2] + take])
 
     def do_end_turn(self) -> None:
         text = self.message.toPlainText()
@@ -883,6 +951,7 @@ class MainWindow(QMainWindow):
             self.show_position(self.position)
             self.update_span_label()
         self._set_enabled()
+        self.ask_sampling()
         self.stateShown.emit(state)
 
     def on_busy(self, busy: bool, what: str) -> None:
@@ -908,6 +977,7 @@ class MainWindow(QMainWindow):
         if busy:
             self.progress.setRange(0, 0)
         self._set_enabled()
+        self.ask_sampling()
 
     def on_progress(self, fraction: float, message: str) -> None:
         # the bar and the status line are redrawn at most four times a second (a progress
@@ -1069,7 +1139,7 @@ class MainWindow(QMainWindow):
         # the style draws input borders and check boxes a shade darker than the window: on
         # black, nothing. High contrast draws them in the text colour itself.
         QApplication.instance().setStyleSheet(themes.contrast_style_sheet(theme) if theme is themes.HIGH_CONTRAST else "")
-        for w in (self.doc_view, self.dist, self.surprise, self.legend):
+        for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view):
             w.set_theme(theme)
         self.banner.setStyleSheet(
             f"QLabel {{ background: {theme.highlight.name()}; color: {themes.text_on(theme.highlight).name()}; "
@@ -1083,9 +1153,9 @@ class MainWindow(QMainWindow):
         app.setFont(font)
         if app.styleSheet():  # widgets under a style sheet keep the font they had until it is set again
             app.setStyleSheet(app.styleSheet())
-            for w in (self.doc_view, self.dist, self.surprise, self.legend):
+            for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view):
                 w.set_theme(self.theme)  # ... and lose their own palettes to it
-        for w in (self.doc_view, self.dist, self.surprise, self.legend):
+        for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view):
             w.set_zoom(self.zoom)
         self.update_span_label()
         # the controls' new minimum width is known once Qt has re-laid them out

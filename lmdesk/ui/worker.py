@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..engine.document import DocToken, Segment, first_difference
 from ..engine.errors import Cancelled, LmdeskError
-from ..engine.sampling import SamplingSettings
+from ..engine.sampling import Draw, Pipeline, SamplingSettings, explain_draw, new_seed, pipeline
 from ..engine.session import NextDistribution, Session
 from .intents import ALL as INTENTS
 from .intents import Intent
@@ -59,6 +59,16 @@ class EngineState:
 
 
 @dataclass(frozen=True)
+class SamplingShown:
+    """How the next token is (or was just) chosen, for the Sampling tab."""
+
+    revision: int  # the document's revision it belongs to (EngineState.revision)
+    pipeline: Pipeline
+    draw: Draw | None = None  # a token just drawn ...
+    position: int | None = None  # ... and where it went
+
+
+@dataclass(frozen=True)
 class Request:
     intent: Intent
     seq: int = 0  # the order it was sent in: Stop applies to everything sent before it
@@ -85,6 +95,7 @@ class EngineWorker(QObject):
     busyChanged = Signal(bool, str)  # busy?, what is going on
     progress = Signal(float, str)  # fraction (negative: unknown), message
     notice = Signal(str)  # a short remark for the status bar
+    samplingShown = Signal(object)  # SamplingShown
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,6 +116,9 @@ class EngineWorker(QObject):
         self.threads_seen.add(threading.get_ident())
         self._current = request.seq
         intent = request.intent
+        if intent.quiet:
+            self._handle_quietly(request)
+            return
         self.busyChanged.emit(True, intent.name)
         try:
             getattr(self, f"_op_{intent.name}")(*intent.arguments())
@@ -119,6 +133,18 @@ class EngineWorker(QObject):
             self._publish()
             self.handled = request.seq
             self.busyChanged.emit(False, "")
+
+    def _handle_quietly(self, request: Request) -> None:
+        intent = request.intent
+        try:
+            getattr(self, f"_op_{intent.name}")(*intent.arguments())
+        except LmdeskError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # a bug: say so plainly, keep the document, log the details
+            log.error("request %s failed:\n%s", intent, traceback.format_exc())
+            self.failed.emit(f"Something went wrong inside lmdesk ({type(exc).__name__}: {exc}); your work is kept.")
+        finally:
+            self.handled = request.seq
 
     def _should_cancel(self) -> bool:
         return self._current < self.stop_before
@@ -348,8 +374,18 @@ class EngineWorker(QObject):
     def _op_step(self, greedy: bool) -> None:
         s = self._need()
         settings = SamplingSettings(greedy=True) if greedy else self.settings
-        token, _ = s.choose(settings)
-        s.append_token(token)
+        seed = None if settings.is_greedy else (settings.seed if settings.seed is not None else new_seed())
+        step = len(s.doc) - (s.response_start() or 0) + 1  # the seed stream's number this draw takes
+        drawn = explain_draw(s.next_logits(), settings, s.seed_stream(seed) if seed is not None else None,
+                             seed=seed, step=step)
+        s.append_token(drawn.token_id)
+        self.samplingShown.emit(SamplingShown(self._revision + 1, drawn.pipeline, drawn, len(s.doc) - 1))
+
+    def _op_explain_next(self, revision: int) -> None:
+        s = self.session
+        if s is None or not s.doc.tokens or revision != self._revision:
+            return
+        self.samplingShown.emit(SamplingShown(revision, pipeline(s.next_logits(), self.settings)))
 
     def _op_generate(self, max_new_tokens: int) -> None:
         s = self._need()
