@@ -147,7 +147,14 @@ def test_five_thousand_points(plot, qtbot):
     assert elapsed < 2.0
     total = sum(bits[1:])
     assert plot.summary_text().startswith(f"4,999 tokens · {total:,.1f} bits")
-    assert plot.point_count() == 4999
+    # more points than pixel columns: in each run of tokens sharing a column, the lowest and highest
+    b = plot.bucket()
+    assert b > 1 and 4999 / b <= plot.view_box.boundingRect().width() < 3 * 5000 / b
+    want = set()
+    for start in range(0, 5000, b):
+        run = [(bits[i], i) for i in range(start, min(start + b, 5000)) if bits[i] is not None]
+        want |= {min(run)[1], max(run)[1]}
+    assert plot.drawn_indices() == sorted(want)
     assert plot.nearest_index(4999.4) == 4999
     assert plot.view_box.viewRange()[1][1] == pytest.approx(max(bits[1:]) * 1.1)
     # a later update of the tail only gives the same result as a full one
@@ -155,9 +162,17 @@ def test_five_thousand_points(plot, qtbot):
     plot.set_bits(bits2, first_changed=4000)
     full = SurprisePlot(theme=LIGHT)
     qtbot.addWidget(full)
+    full.resize(900, 220)
+    shown(qtbot, full)
     full.set_bits(bits2)
     assert plot.summary_text() == full.summary_text()
-    assert plot.point_count() == full.point_count() == 5000
+    assert plot.drawn_indices() == full.drawn_indices()
+    # growing one token at a time draws what drawing it all at once does
+    for k in range(5001, 5040):
+        bits2.append(2.0 + (k % 8))  # each higher than the last: a column's old highest point gives way
+        plot.set_bits(bits2, first_changed=k)
+    full.set_bits(bits2)
+    assert plot.drawn_indices() == full.drawn_indices()
 
 
 @pytest.mark.parametrize("theme", [LIGHT, DARK, HIGH_CONTRAST])

@@ -35,6 +35,7 @@ EMPTY_TEXT = "Surprise appears here once the model has predicted a token."
 AVERAGE_WINDOW = 16  # tokens in the sliding mean (more for long documents: about 1/150 of them)
 LABEL_PT = 10.5  # text at zoom 1
 POINT_PX = 7.0  # point diameter at zoom 1
+DECIMATE_AFTER = 3  # points per pixel column beyond which only the lowest and highest of each column are drawn
 _LEVELS = 16  # distinct point colours, one scatter item each (each costs ~0.5 ms a repaint)
 
 
@@ -57,6 +58,28 @@ def summary_line(bits: Sequence[float | None]) -> str:
         f"{s.tokens:,} {noun} · {s.total_bits:,.1f} bits · {s.bits_per_token:.2f} bits/token"
         f" · perplexity {format_perplexity(s.perplexity)}"
     )
+
+
+def peak_mask(values: np.ndarray, bucket: int) -> np.ndarray:
+    """Which points a plot can show apart when ``bucket`` neighbouring indices
+    share a pixel column: in each run of ``bucket`` indices (0 … bucket − 1,
+    bucket … 2 bucket − 1, …) the lowest and the highest value. What is left
+    out lies between the two drawn in its own column, hidden under them anyway.
+    Buckets are fixed runs of indices, so a token added at the end changes
+    only the last one."""
+    valid = np.flatnonzero(np.isfinite(values))
+    mask = np.zeros(len(values), dtype=bool)
+    if bucket <= 1:
+        mask[valid] = True
+        return mask
+    ids = valid // bucket
+    order = np.lexsort((values[valid], ids))  # by bucket, then by value
+    sorted_ids = ids[order]
+    first = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    last = np.r_[first[1:] - 1, sorted_ids.size - 1]
+    mask[valid[order[first]]] = True
+    mask[valid[order[last]]] = True
+    return mask
 
 
 def sliding_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -118,6 +141,8 @@ class SurprisePlot(QWidget):
         self._summary = "—"
         self._point_size = POINT_PX
         self._window = AVERAGE_WINDOW
+        self._bucket = 1  # indices sharing a pixel column, of which only the extremes are drawn (peak_mask)
+        self._shown = np.zeros(0, dtype=bool)  # the points drawn
 
         self._summary_label = QLabel("—")
         self._summary_label.setTextFormat(Qt.TextFormat.RichText)
@@ -208,16 +233,34 @@ class SurprisePlot(QWidget):
         x = np.arange(n, dtype=np.float64)
         self._line.setData(x, self._bits)
         self._window = max(AVERAGE_WINDOW, round(n / 150))
-        self._mean.setData(x, sliding_mean(self._bits, self._window))
+        mean = sliding_mean(self._bits, self._window)
+        columns = int(max(self.view_box.boundingRect().width(), 50.0))
+        step = max(1, n // (2 * columns))  # the mean is smooth over its window: a point every half pixel is plenty
+        if step > 1:
+            keep = np.r_[np.arange(0, n, step), n - 1]
+            self._mean.setData(x[keep], mean[keep])
+        else:
+            self._mean.setData(x, mean)
         size = self._fitting_point_size()
-        if start == 0 or abs(size - self._point_size) > 0.25:
+        # with more points than the plot has pixel columns, only those that can be told apart are
+        # drawn: the lowest and highest of each run of indices sharing a column (peak_mask)
+        bucket = 1
+        if n > DECIMATE_AFTER * columns:
+            bucket = 1 << int(np.ceil(np.log2(n / columns)))
+        if start == 0 or abs(size - self._point_size) > 0.25 or bucket != self._bucket:
+            self._shown = peak_mask(self._bits, bucket)
             touched = range(_LEVELS + 1)
-        else:  # only the levels of the points that changed, went or came
-            touched = {int(v) for v in np.concatenate((old_levels, levels)) if v >= 0}
+        else:  # only the levels of the points that changed, went, came, or were hidden or shown
+            b0 = start // bucket * bucket
+            old_shown = self._shown[b0:start]
+            self._shown = np.concatenate((self._shown[:b0], peak_mask(self._bits[b0:], bucket)))
+            flipped = b0 + np.flatnonzero(old_shown != self._shown[b0:start])
+            touched = {int(v) for v in np.concatenate((old_levels, levels, self._levels[flipped])) if v >= 0}
+        self._bucket = bucket
         self._point_size = size
         pen = self._density_pen()
         for level in touched:
-            at = np.flatnonzero(self._levels == level)
+            at = np.flatnonzero((self._levels == level) & self._shown)
             points = self._points[level]
             points.setData(x=at.astype(np.float64), y=self._bits[at], brush=self._brushes[level], size=size, pen=pen)
             points.setVisible(len(at) > 0)  # an empty item is not painted at all
@@ -306,8 +349,17 @@ class SurprisePlot(QWidget):
         return self._summary
 
     def point_count(self) -> int:
-        """How many points are plotted (tokens with a value)."""
+        """How many points are drawn: every token with a value, or with more
+        of them than pixel columns, the lowest and highest of each column's."""
         return sum(len(points.data) for points in self._points)
+
+    def drawn_indices(self) -> list[int]:
+        """The tokens whose points are drawn, in order."""
+        return sorted(int(round(x)) for points in self._points for x in points.data["x"])
+
+    def bucket(self) -> int:
+        """How many neighbouring tokens share a pixel column (1: every point is drawn)."""
+        return self._bucket
 
     def current_index(self) -> int | None:
         """The token the current-token marker is on, or None when it is hidden."""
