@@ -724,15 +724,28 @@ def _staging(folder: Path, name: str = "*") -> list[Path]:
     return sorted(p for p in folder.glob(f".{name}.importing-*"))
 
 
+def _begun(out: Path) -> bool:
+    """Whether an import to ``out`` has written something into its staging folder."""
+    for folder in _staging(out.parent, out.name):
+        try:
+            if any(folder.iterdir()):
+                return True
+        except FileNotFoundError:  # renamed into place meanwhile
+            continue
+    return False
+
+
 def _start_import(src: Path, out: Path) -> subprocess.Popen:
-    """``lmdesk import-gguf`` in a subprocess, returned once its staging folder exists."""
+    """``lmdesk import-gguf`` in a subprocess, returned once it has written
+    into its staging folder (on a busy machine the folder may stand empty
+    for a while after it is made)."""
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "lmdesk", "import-gguf", str(src), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     try:
-        while not _staging(out.parent, out.name):
+        while not _begun(out):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the import never began to write"
             time.sleep(0.01)
