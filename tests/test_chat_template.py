@@ -375,3 +375,45 @@ def test_a_session_with_an_endless_template_is_made_at_once_and_scores_text(tiny
     s.reset()
     with pytest.raises(ChatTemplateLimitError, match="took longer than 0.5 seconds"):
         s.end_turn("hello")
+
+
+def test_strftime_now_writes_the_date_and_refuses_a_huge_format() -> None:
+    from datetime import datetime
+
+    fixed = ChatTemplate("{{ strftime_now('%d %b %Y') }}", today=lambda: datetime(2024, 7, 26))
+    assert fixed.render(HELLO) == "26 Jul 2024"
+    huge = ChatTemplate("{{ strftime_now('%c' * 100000) }}")
+    started = time.monotonic()
+    with pytest.raises(ChatTemplateLimitError, match=r"^The model's chat template asked for a date written with "
+                                                     r"more than 256 characters of format for this conversation"):
+        huge.render(HELLO)
+    assert time.monotonic() - started < 1
+
+
+def test_templates_get_tools_and_messages_in_the_chat_form() -> None:
+    from lmdesk.engine.conversation import ToolCall
+
+    source = ("{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.role }}:"
+              "{% if 'tool_calls' in m %}{% for c in m.tool_calls %}{{ c.function.name }}"
+              "{{ c.function.arguments | tojson }}{% endfor %}{% else %}{{ m.content }}{% endif %}"
+              "{% if m.name is defined %}({{ m.name }}){% endif %};{% endfor %}")
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    text = ChatTemplate(source).render(
+        [Message("user", "Paris?"), Message("assistant", "", (ToolCall("get_weather", {"city": "Paris"}),)),
+         Message("tool", "18", name="get_weather")], tools=[tool])
+    assert text == '[get_weather]user:Paris?;assistant:get_weather{"city": "Paris"};tool:18(get_weather);'
+    assert ChatTemplate("{{ tools is none }}").render(HELLO) == "True"  # no tools: None, as transformers passes
+
+
+def test_spans_never_collapse_when_a_prefix_is_written_differently() -> None:
+    # the last assistant turn keeps its thinking, earlier ones lose it (as Qwen3 does): no prefix is a prefix
+    source = ("{% for m in messages %}<{{ m.role }}>{% if m.role == 'assistant' and not loop.last %}"
+              "{{ m.content.split('</think>')[-1] }}{% else %}{{ m.content }}{% endif %}</{{ m.role }}>{% endfor %}"
+              "{% if add_generation_prompt %}<assistant>{% endif %}")
+    conv = [Message("user", "Q1"), Message("assistant", "<think>hm</think>A1"), Message("user", "Q2")]
+    rendered = render_with_spans(ChatTemplate(source), conv, add_generation_prompt=True)
+    assert rendered.text == "<user>Q1</user><assistant>A1</assistant><user>Q2</user><assistant>"
+    got = [(s.role, rendered.text[s.start : s.end], rendered.text[s.content_start : s.content_end])
+           for s in rendered.messages]
+    assert got == [("user", "<user>Q1</user>", "Q1"), ("assistant", "<assistant>A1</assistant>", "A1"),
+                   ("user", "<user>Q2</user>", "Q2")]

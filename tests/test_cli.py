@@ -270,3 +270,67 @@ def test_import_into_a_read_only_folder_is_one_sentence(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]  # after the progress line
     assert last.startswith("lmdesk: Cannot ") and str(blocked) in last and last.endswith("."), err
+
+
+# -- conversations as JSON (issue 13) -----------------------------------------------------------------
+CONVERSATION = {"messages": [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "the cat"},
+    {"role": "assistant", "content": "sat on the mat"},
+]}
+
+
+def test_score_a_conversation_tells_each_tokens_message(tiny_dir: Path, tmp_path: Path) -> None:
+    from tiny_gguf import CHATML_TEMPLATE
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(CONVERSATION), encoding="utf-8")
+    proc = lmdesk("score", "--model", str(tiny_dir), "--conversation", str(f), "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out["messages"] == CONVERSATION["messages"]  # read back from the document's tokens
+    toks = out["tokens"]
+    # the document is the template's rendering of the conversation (the oracle: transformers)
+    expected, _ = render_jinja_template([CONVERSATION["messages"]], chat_template=CHATML_TEMPLATE)
+    assert "".join(t["text"] for t in toks) == expected[0]
+    for k, m in enumerate(CONVERSATION["messages"]):
+        assert "".join(t["text"] for t in toks if t["message"] == k) == m["content"]
+        assert {t["role"] for t in toks if t["message"] == k} == {m["role"]}
+    markup = [t["text"] for t in toks if t["message"] is None]
+    assert "".join(markup) == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\n<|im_end|>\n" \
+                              "<|im_start|>assistant\n<|im_end|>\n"
+    assert out["total_bits"] == pytest.approx(sum(t["bits"] for t in toks[1:]))
+
+
+def test_generate_continues_a_conversation_and_parses_its_tool_call(tiny_dir: Path, tmp_path: Path) -> None:
+    conv = {"messages": [{"role": "user", "content": "cat?"},
+                         {"role": "assistant",
+                          "content": '<tool_call>{"name": "find", "arguments": {"animal": "cat"}}</tool_call>'}]}
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(conv), encoding="utf-8")
+    proc = lmdesk("generate", "--model", str(tiny_dir), "--conversation", str(f), "--json",
+                  "--max-new-tokens", "1", "--temperature", "0")
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    # the assistant's turn was continued (not closed, no new turn opened) ...
+    assert out["prompt_tokens"] > 0 and len(out["tokens"]) == 1
+    # ... and its call is reported as a parsed message
+    message = out["message"]
+    assert message["role"] == "assistant"
+    assert message["tool_calls"] == [{"type": "function", "function": {"name": "find", "arguments": {"animal": "cat"}}}]
+
+
+@pytest.mark.parametrize("args, content, words", [
+    (["score", "--conversation", "{f}"], '{"messages": [', "c.json is not valid JSON (line 1, column 15)."),
+    (["score", "--conversation", "{f}"], '{"messages": []}', "c.json holds no messages"),
+    (["score", "--conversation", "{f}", "other.txt"], '{"messages": []}', "not both"),
+    (["generate", "--conversation", "{f}", "a prompt"], '{"messages": []}', "not both"),
+    (["score", "--conversation", "{f}"], '{"messages": [{"role": "bot", "content": "x"}]}', "has the role 'bot'"),
+])
+def test_a_bad_conversation_on_the_command_line_is_one_sentence(tiny_dir: Path, tmp_path: Path, args: list[str],
+                                                                content: str, words: str) -> None:
+    f = tmp_path / "c.json"
+    f.write_text(content, encoding="utf-8")
+    proc = lmdesk(*[a.replace("{f}", str(f)) for a in args], "--model", str(tiny_dir))
+    assert_clear_error(proc, words)

@@ -218,3 +218,94 @@ def test_a_file_holding_only_a_draft_opens_to_the_draft(models, tmp_path: Path) 
     assert saved.ids == [] and saved.draft == "my first message"
     assert "back in its box" in cf.open_into(s, saved)
     assert len(s.doc) == 0
+
+
+# -- tools, tool calls, and bare conversation JSON (issue 13) ------------------------------------------
+from lmdesk.engine.conversation import Conversation, Message, ToolCall  # noqa: E402
+from lmdesk.engine.document import TOOL_CALL  # noqa: E402
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Today's weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.fixture(scope="module")
+def long_models(tmp_path_factory) -> tuple[LoadedModel, LoadedModel]:
+    """Two tiny models that read enough for the fallback's tool definitions."""
+    tmp = tmp_path_factory.mktemp("conv-long")
+    import_gguf(write_tiny_gguf(tmp / "a.gguf", ctx=2048), tmp / "a", name="tiny-a")
+    import_gguf(write_tiny_gguf(tmp / "b.gguf", ctx=2048, seed=5, d_model=32, n_head=2, n_head_kv=1), tmp / "b",
+                name="tiny-b")
+    return LoadedModel(tmp / "a", threads=1), LoadedModel(tmp / "b", threads=1)
+
+
+def a_tool_conversation(model: LoadedModel) -> Session:
+    s = Session(model)
+    s.set_tools([WEATHER])
+    s.end_turn("weather in Paris?")
+    s.add_tool_call("get_weather", {"city": "Paris"}, "call_7")
+    s.add_tool_result('{"temperature": 18}')
+    s.append_text("It is warm")
+    return s
+
+
+def test_tools_and_tool_calls_are_saved_and_opened_again(long_models, tmp_path: Path) -> None:
+    a, b = long_models
+    s = a_tool_conversation(a)
+    path = cf.save(s, tmp_path / "tools.lmdesk.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["tools"] == [WEATHER]
+    assert data["messages"] == [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                         "id": "call_7"}]},
+        {"role": "tool", "content": '{"temperature": 18}', "name": "get_weather", "tool_call_id": "call_7"},
+        {"role": "assistant", "content": "It is warm"}]
+    assert any(kind == 2 for _id, _part, kind in data["tokens"])  # a tool call's tokens
+    fresh = Session(a)
+    assert "exactly" in cf.open_into(fresh, cf.read(path))
+    assert fresh.ids == s.ids and fresh.tools == (WEATHER,) and fresh.messages() == s.messages()
+    assert TOOL_CALL in {t.kind for t in fresh.doc.tokens}
+    # another model: the same conversation, tools and calls included, written with its template
+    other = Session(b)
+    assert "written with" in cf.open_into(other, cf.read(path))
+    assert other.messages() == s.messages() and other.tools == (WEATHER,)
+
+
+def test_a_file_of_version_1_without_tools_still_opens(models, tmp_path: Path) -> None:
+    a, _ = models
+    s = a_conversation(a)
+    data = cf.to_dict(s)
+    assert "tools" not in data and all(set(p) == {"role", "message"} for p in data["parts"])
+    path = cf.write(data, tmp_path / "old.lmdesk.json")
+    fresh = Session(a)
+    cf.open_into(fresh, cf.read(path))
+    assert fresh.ids == s.ids and fresh.tools == ()
+
+
+def test_bare_conversation_json_round_trips(tmp_path: Path) -> None:
+    conv = Conversation((Message("user", "Weather?"),
+                         Message("assistant", "", (ToolCall("get_weather", {"city": "Paris"}),))), (WEATHER,))
+    path = cf.write_json(conv, tmp_path / "c.json")
+    assert json.loads(path.read_text(encoding="utf-8")) == {
+        "messages": [{"role": "user", "content": "Weather?"},
+                     {"role": "assistant", "content": "", "tool_calls": [
+                         {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}],
+        "tools": [WEATHER]}
+    assert cf.read_json(path) == conv
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"messages": [', "c.json is not valid JSON (line 1, column 15)."),
+    (b"\xff\xfe", "c.json is not UTF-8 text."),
+    (b'{"messages": [{"role": "robot", "content": "hi"}]}', "c.json: Message 1 has the role 'robot'"),
+    (b'{"turns": []}', 'c.json: A conversation is an object with a list of "messages"'),
+    (b"[" * 100_000, "c.json is nested too deeply to be a conversation."),
+])
+def test_bad_conversation_json_is_one_sentence(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(content)
+    with pytest.raises(cf.ConversationFileError) as err:
+        cf.read_json(path)
+    assert str(err.value).startswith(words) and "\n" not in str(err.value)

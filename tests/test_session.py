@@ -13,7 +13,7 @@ from lmdesk.engine.document import CONTENT, MARKUP, Segment
 from lmdesk.convert.gguf_import import import_gguf
 from lmdesk.engine.model import LoadedModel
 from lmdesk.engine.sampling import SEED_LIMIT, SamplingSettings, transformed_probs
-from lmdesk.engine.errors import Cancelled
+from lmdesk.engine.errors import Cancelled, LmdeskError
 from lmdesk.engine.session import EditError, Session
 from lmdesk.engine.stats import position_stats, summarize
 
@@ -438,3 +438,208 @@ def test_a_fixed_seed_is_one_stream_step_by_step_or_by_generate(tiny_model: Load
     for _ in range(4):
         s.append_token(s.choose(settings)[0])
     assert [event.token.id for event in s.generate(settings, 4)] == stepped[4:]
+
+
+# -- the conversation as data: published templates, tools, the agent loop by hand (issue 13) -------------
+from pathlib import Path  # noqa: E402
+
+from lmdesk.engine.chat_template import ChatTemplateRefusal  # noqa: E402
+from lmdesk.engine.conversation import Conversation, Message, ToolCall  # noqa: E402
+
+PUBLISHED = Path(__file__).parent / "templates"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Today's weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def published(name: str) -> str:
+    return (PUBLISHED / f"{name}.jinja").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def smol(real_model: LoadedModel):
+    """The real model; its own chat template back after the test (Session.use_template changes the model's)."""
+    source = real_model.chat_template
+    yield real_model
+    real_model.chat_template = source
+
+
+def greedy_reply(s: Session, n: int = 6) -> None:
+    for _event in s.generate(SamplingSettings(greedy=True), n):
+        pass
+
+
+@pytest.mark.realmodel
+@pytest.mark.parametrize("name", sorted(p.stem for p in PUBLISHED.glob("*.jinja")))
+def test_a_third_turn_after_generated_answers_keeps_every_turn(smol: LoadedModel, name: str) -> None:
+    """Under each published template (Qwen3, Phi-3.5, Llama 3.x, Gemma 2/3 do not
+    render in prefixes), the questions stay questions and the model's answers
+    answers: nothing lost, nothing moved to another role."""
+    s = Session(smol)
+    s.use_template(published(name))
+    if name == "hermes3-tool-use":  # written for conversations with tools only
+        s.set_tools([WEATHER])
+    questions = ["What is the capital of France?", "And of Spain?", "Thanks, and of Italy?"]
+    replies = []
+    for q in questions:
+        s.end_turn(q)
+        start = len(s.doc)
+        greedy_reply(s)
+        replies.append(s.messages()[-1].content)
+        assert s.doc.segment_of(start).role == "assistant"
+    msgs = [m for m in s.messages() if m.role != "system"]
+    assert [m.role for m in msgs] == ["user", "assistant"] * 3
+    users = [m.content for m in msgs if m.role == "user"]
+    # the user's words as the template wrote them (a vocabulary without its markers may glue a marker's first
+    # character to them: "?<" is one SmolLM2 token of "?<end_of_turn>")
+    for q, got in zip(questions, users):
+        assert got.startswith(q) and len(got) - len(q) <= 1, (q, got)
+    for reply, got in zip(replies[:2], [m.content for m in msgs if m.role == "assistant"]):
+        assert got in (reply, reply.strip())  # Llama's and Gemma's templates trim what they write
+
+
+@pytest.mark.realmodel
+def test_the_agent_loop_by_hand_with_qwen25s_tool_format(smol: LoadedModel) -> None:
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    s = Session(smol)
+    s.use_template(published("qwen2.5"))
+    s.set_tools([WEATHER])
+    s.end_turn("What is the weather in Paris?")
+    assert not s.tools_fallback
+    assert s.generated_tool_calls() == ()
+    s.append_text('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')  # as the model would
+    assert s.generated_tool_calls() == (ToolCall("get_weather", {"city": "Paris"}),)
+    s.add_tool_result('{"temperature": 18}')
+    msgs = s.messages()
+    assert [m.role for m in msgs] == ["system", "user", "assistant", "tool", "assistant"]
+    assert msgs[2] == Message("assistant", "", (ToolCall("get_weather", {"city": "Paris"}),))
+    assert msgs[3] == Message("tool", '{"temperature": 18}', name="get_weather")
+    # the document is what the template itself writes for that conversation, the reply opened
+    oracle, _ = render_jinja_template([[m.to_dict() for m in msgs[:4]]], tools=[WEATHER],
+                                      chat_template=published("qwen2.5"), add_generation_prompt=True)
+    assert s.text() == oracle[0]
+    greedy_reply(s, 4)
+    assert [m.role for m in s.messages()] == ["system", "user", "assistant", "tool", "assistant"]
+    assert s.messages()[2].tool_calls == (ToolCall("get_weather", {"city": "Paris"}),)
+
+
+@pytest.mark.realmodel
+def test_the_agent_loop_by_hand_with_llamas_json_calls(smol: LoadedModel) -> None:
+    """Llama 3.2 writes a call as a bare JSON object and a result as a JSON string."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    s = Session(smol)
+    s.use_template(published("llama3.2"))
+    s.set_tools([WEATHER])
+    s.end_turn("What is the weather in Paris?")
+    s.append_text('{"name": "get_weather", "parameters": {"city": "Paris"}}')  # as the model would
+    assert s.generated_tool_calls() == (ToolCall("get_weather", {"city": "Paris"}),)
+    s.add_tool_result("18 degrees")
+    msgs = s.messages()
+    assert [m.role for m in msgs] == ["user", "assistant", "tool", "assistant"]
+    assert msgs[1].tool_calls == (ToolCall("get_weather", {"city": "Paris"}),) and msgs[1].content == ""
+    assert msgs[2] == Message("tool", "18 degrees", name="get_weather")
+    date = s.text().split("Today Date: ")[1].split("\n")[0]  # today's, written by strftime_now
+    oracle, _ = render_jinja_template([[m.to_dict() for m in msgs[:3]]], tools=[WEATHER],
+                                      chat_template=published("llama3.2"), add_generation_prompt=True,
+                                      date_string=date, bos_token=smol.spec.bos_token or "")
+    assert s.text() == oracle[0]
+    assert '<|start_header_id|>ipython<|end_header_id|>\n\n"18 degrees"<|eot_id|>' in s.text()
+
+
+@pytest.mark.realmodel
+def test_tools_without_template_support_use_the_labelled_fallback(smol: LoadedModel) -> None:
+    from lmdesk.engine.tools import FALLBACK_LABEL
+
+    s = Session(smol)  # SmolLM2's own template has no tool format
+    assert not s.template.supports_tools
+    s.set_tools([WEATHER])
+    s.end_turn("What is the weather in Paris?")
+    assert s.tools_fallback and FALLBACK_LABEL in s.text()
+    assert '{"type": "function", "function": {"name": "get_weather"' in s.text()
+    s.add_tool_call("get_weather", {"city": "Paris"})
+    s.add_tool_result('{"temperature": 18}')
+    assert [m.role for m in s.messages()] == ["system", "user", "assistant", "tool", "assistant"]
+    assert s.messages()[2].tool_calls == (ToolCall("get_weather", {"city": "Paris"}),)
+    assert s.messages()[0].content == s.default_system_prompt  # the definitions are markup, not its content
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' in s.text()
+    with pytest.raises(LmdeskError, match="no tool named get_time"):
+        s.add_tool_call("get_time", {})
+    with pytest.raises(LmdeskError, match="lacks its required argument city"):
+        s.add_tool_call("get_weather", {})
+
+
+@pytest.mark.realmodel
+def test_an_edited_conversation_is_computed_again_from_its_first_change(smol: LoadedModel, monkeypatch) -> None:
+    s = Session(smol)
+    s.use_template(published("qwen3"))
+    conv = Conversation((Message("user", "Name a colour."), Message("assistant", "Blue is a colour."),
+                         Message("user", "Name a fruit."), Message("assistant", "An apple.")))
+    s.apply_conversation(conv, open_reply=False)
+    before = list(s.doc.tokens)
+    text_before = s.text()
+    edited = Conversation((*conv.messages[:3], Message("assistant", "A pear.")))
+    fed = []
+    forward = smol.forward
+
+    def counting(ids, cache):
+        fed.append(len(ids))
+        return forward(ids, cache)
+
+    monkeypatch.setattr(smol, "forward", counting)
+    s.apply_conversation(edited, open_reply=False)
+    monkeypatch.undo()
+    assert s.messages() == list(edited.messages)
+    # the first character that differs, found by hand: where "An apple." was
+    first = text_before.index("An apple.")
+    assert s.text()[:first] == text_before[:first]
+    kept = next(i for i, (a, b) in enumerate(zip(before, s.doc.tokens)) if a is not b)
+    assert len(smol.tokenizer.decode([t.id for t in before[:kept]], skip_special_tokens=False)) >= first - 2
+    assert sum(fed) == len(s.doc) - kept + 1  # the tail only (and the last kept token, for its prediction)
+    s.undo()
+    assert s.text() == text_before
+
+
+@pytest.mark.realmodel
+def test_a_templates_refusal_is_one_sentence_and_changes_nothing(smol: LoadedModel) -> None:
+    s = Session(smol)
+    s.use_template(published("gemma2"))
+    s.end_turn("Hello")
+    ids, history = list(s.ids), len(s._history)
+    with pytest.raises(ChatTemplateRefusal, match=r"^The model's chat template refused this conversation: "
+                                                 r"System role not supported$"):
+        s.apply_conversation(Conversation((Message("system", "Be brief."), Message("user", "Hello"))))
+    assert s.ids == ids and len(s._history) == history and s.messages() == [Message("user", "Hello"),
+                                                                             Message("assistant", "")]
+
+
+@pytest.mark.realmodel
+def test_mistrals_reply_is_the_assistants_though_its_template_opens_it_with_nothing(smol: LoadedModel) -> None:
+    s = Session(smol)
+    s.use_template(published("mistral-nemo"))
+    s.end_turn("Hello")
+    assert s.text().endswith("[INST]Hello[/INST]") and s.response_start() == len(s.doc)
+    s.append_text("Hi there")
+    assert s.messages() == [Message("user", "Hello"), Message("assistant", "Hi there")]
+
+
+@pytest.mark.realmodel
+def test_a_tool_call_edited_until_it_is_no_call_is_kept_as_text(smol: LoadedModel) -> None:
+    from lmdesk.engine.document import TOOL_CALL
+
+    s = Session(smol)
+    s.use_template(published("qwen2.5"))
+    s.apply_conversation(Conversation((Message("user", "Weather?"),
+                                       Message("assistant", "", (ToolCall("get_weather", {"city": "Paris"}),))),
+                                      (WEATHER,)))
+    calls = [i for i, t in enumerate(s.doc.tokens) if t.kind == TOOL_CALL]
+    assert smol.tokenizer.decode([s.doc.tokens[i].id for i in calls]) == \
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    paris = next(i for i in calls if smol.tokenizer.decode([s.doc.tokens[i].id]) == "Paris")
+    s.replace_text(paris, 'London"}}')  # still a call, of another city
+    assert s.messages()[-1] == Message("assistant", "", (ToolCall("get_weather", {"city": "London"}),))
+    s.undo()
+    s.truncate(paris)  # the call's JSON cut short: no call any more, its text is the message's
+    last = s.messages()[-1]
+    assert last.tool_calls == () and last.content == '{"name": "get_weather", "arguments": {"city": "'

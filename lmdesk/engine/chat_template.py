@@ -24,12 +24,14 @@ what happened; Stop raises :class:`~lmdesk.engine.errors.Cancelled`.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from jinja2 import TemplateError, nodes
 from jinja2.exceptions import FilterArgumentError
@@ -38,6 +40,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import Namespace, _PassArg, generate_lorem_ipsum, pass_context
 from jinja2.visitor import NodeTransformer
 
+from .conversation import Message, ToolCall
 from .errors import Cancelled, LmdeskError
 
 ShouldCancel = Callable[[], bool]
@@ -81,12 +84,6 @@ class ChatTemplateRefusal(ChatTemplateError):
 
 class ChatTemplateLimitError(ChatTemplateError):
     """A render went past a limit (time, size, depth) and was stopped."""
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str  # "system", "user" or "assistant"
-    content: str
 
 
 def _short(text: object, limit: int = MAX_MESSAGE_IN_ERROR) -> str:
@@ -783,20 +780,46 @@ def _raise_exception(message: str) -> None:
     raise ChatTemplateRefusal(f"The model's chat template refused this conversation: {_short(message)}")
 
 
-def _limit_for(messages: Sequence[Message], max_chars: int) -> int:
-    return max_chars + 2 * sum(len(m.content) + len(m.role) for m in messages)
+def _limit_for(messages: Sequence[Message], tools: Sequence[Mapping], max_chars: int) -> int:
+    size = sum(len(m.content) + len(m.role) + sum(len(json.dumps(c.to_dict())) for c in m.tool_calls)
+               for m in messages)
+    return max_chars + 2 * (size + sum(len(json.dumps(t)) for t in tools))
+
+
+Today = Callable[[], datetime]
+MAX_DATE_FORMAT = 256  # characters of a strftime_now format: a date's is a dozen
+
+
+def _strftime_now(today: Today) -> Callable[[str], str]:
+    """``strftime_now(format)``, which Llama 3.x's templates use to write
+    today's date; a format longer than any date's is refused before it is
+    written (each ``%c`` writes two dozen characters)."""
+
+    def strftime_now(fmt) -> str:
+        fmt = str(fmt)
+        if len(fmt) > MAX_DATE_FORMAT:
+            b = _CURRENT.get()
+            where = b.where if b is not None else "this conversation"
+            raise ChatTemplateLimitError(
+                f"The model's chat template asked for a date written with more than {MAX_DATE_FORMAT} characters "
+                f"of format for {where} and was stopped.")
+        return today().strftime(fmt)
+
+    return strftime_now
 
 
 class ChatTemplate:
     """A compiled chat template; each render is bounded in time, size and depth."""
 
     def __init__(self, source: str, *, bos_token: str | None = None, eos_token: str | None = None,
-                 time_limit: float = TIME_LIMIT_SECONDS, max_chars: int = MAX_CHARS) -> None:
+                 time_limit: float = TIME_LIMIT_SECONDS, max_chars: int = MAX_CHARS,
+                 today: Today = datetime.now) -> None:
         env = _BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
         env.globals["raise_exception"] = _raise_exception
         env.globals["range"] = _range
         env.globals["namespace"] = _Namespace
         env.globals["lipsum"] = _lipsum
+        env.globals["strftime_now"] = _strftime_now(today)
         env.filters = {name: _wrap_filter(name, f) for name, f in env.filters.items()}
         env.filters["tojson"] = _wrap_filter("tojson", _tojson)
         env.filters["format"] = _wrap_filter("format", _format)
@@ -822,24 +845,49 @@ class ChatTemplate:
         self.time_limit = time_limit
         self.max_chars = max_chars
         self._default_system_prompt: str | None | object = _NOT_YET
+        self._supports_tools: bool | None = None
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False,
-               should_cancel: ShouldCancel | None = None) -> str:
-        """The conversation as the template writes it. A render that takes
-        longer than ``time_limit`` or writes too much is stopped
+               should_cancel: ShouldCancel | None = None, tools: Sequence[Mapping] = ()) -> str:
+        """The conversation as the template writes it: the messages in the
+        chat form (with their tool calls), ``tools`` (function definitions;
+        none is ``None`` to the template, as transformers passes it). A render
+        that takes longer than ``time_limit`` or writes too much is stopped
         (:class:`ChatTemplateLimitError`); ``should_cancel`` returning True
         stops it with :class:`Cancelled`."""
-        return self._render(messages, add_generation_prompt, should_cancel, "this conversation")
+        return self._render(messages, add_generation_prompt, should_cancel, "this conversation", tools)
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the template writes tool definitions itself: its source
+        speaks of ``tools`` and a short conversation written with a tool
+        differs from the one without (worked out once)."""
+        if self._supports_tools is None:
+            self._supports_tools = False
+            if re.search(r"\btools\b", self.source):
+                probe = [Message("user", "Hello")]
+                tool = {"type": "function", "function": {"name": "lmdesk_probe", "description": "A probe.",
+                                                         "parameters": {"type": "object", "properties": {}}}}
+                try:
+                    with_tools = self.render(probe, tools=[tool], add_generation_prompt=True)
+                    try:
+                        self._supports_tools = with_tools != self.render(probe, add_generation_prompt=True)
+                    except ChatTemplateError:  # a template made for tools only (Hermes' tool_use)
+                        self._supports_tools = True
+                except ChatTemplateError:
+                    pass
+        return self._supports_tools
 
     def _render(self, messages: Sequence[Message], add_generation_prompt: bool,
-                should_cancel: ShouldCancel | None, where: str) -> str:
-        limit = _limit_for(messages, self.max_chars)
+                should_cancel: ShouldCancel | None, where: str, tools: Sequence[Mapping] = ()) -> str:
+        limit = _limit_for(messages, tools, self.max_chars)
         budget = _Budget(self.time_limit, should_cancel, where, limit)
         token = _CURRENT.set(budget)
         stream = None
         try:
             stream = self._template.generate(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[m.to_dict() for m in messages],
+                tools=[dict(t) for t in tools] if tools else None,
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
@@ -909,55 +957,244 @@ _SENTINEL = "\u2063lmdesk-content\u2063"
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """Where one message landed in a rendered conversation (character offsets)."""
+    """Where one message landed in a rendered conversation (character offsets):
+    its turn (``start`` … ``end``, the template's markers included), its
+    content, and each of its tool calls as the template wrote it."""
 
     role: str
     start: int
     end: int
     content_start: int
     content_end: int
+    tool_calls: tuple[tuple[int, int], ...] = ()
+    escaped: bool = False  # the content is written as a JSON string's inside (Llama 3.x tool results)
 
 
 @dataclass(frozen=True)
 class Rendered:
     text: str
     messages: tuple[RenderedMessage, ...]  # in order; the generation prompt, if any, follows the last one
+    fallback: bool = False  # the tools were written by lmdesk (engine/tools.py), not by the template
+
+
+def uses_tools(messages: Sequence[Message], tools: Sequence[Mapping]) -> bool:
+    return bool(tools) or any(m.tool_calls or m.role == "tool" for m in messages)
 
 
 def render_with_spans(template: ChatTemplate, messages: Sequence[Message], *, add_generation_prompt: bool,
-                      should_cancel: ShouldCancel | None = None) -> Rendered:
-    """Render ``messages`` and tell, for each, which characters it covers
-    and where its content sits among the template's markers.
+                      should_cancel: ShouldCancel | None = None, tools: Sequence[Mapping] = ()) -> Rendered:
+    """Render ``messages`` (and ``tools``) and tell, for each message, which
+    characters its turn covers, where its content sits among the template's
+    markers and where each of its tool calls was written.
 
-    Spans come from rendering growing prefixes of the conversation; a
-    template whose output for a prefix is not a prefix of the whole (rare)
-    gets one span covering everything. Each render is bounded as
-    :meth:`ChatTemplate.render` says (a slow template is stopped by the
-    first, whole one); ``should_cancel`` can stop any of them.
+    Works for every template, including those whose rendering of a
+    conversation's beginning is not the beginning of its whole rendering
+    (Qwen3, Llama 3.x, Phi-3.5, Gemma): the whole conversation is rendered
+    once and each message's content (as written, trimmed, or JSON-escaped)
+    and tool calls are found in it in order, where a render with that
+    content replaced by a marker puts it; the markup between two messages is
+    split where the template ends a turn (what it writes after a message
+    when that message is the last one). A template without tool support gets
+    lmdesk's labelled fallback (:func:`~lmdesk.engine.tools.fallback_messages`).
+    Each render is bounded as :meth:`ChatTemplate.render` says;
+    ``should_cancel`` can stop any of them; the template's own refusal is
+    raised as it is (one sentence).
     """
-    def render(msgs: Sequence[Message], gen: bool) -> str:
-        return template.render(msgs, add_generation_prompt=gen, should_cancel=should_cancel)
+    from .tools import fallback_messages, tool_call_text
 
-    text = render(messages, add_generation_prompt)
-    spans: list[RenderedMessage] = []
+    fallback = uses_tools(messages, tools) and not template.supports_tools
+    if fallback:
+        shown, where = fallback_messages(messages, tools, system=_takes_system(template, should_cancel))
+        render_tools: Sequence[Mapping] = ()
+    else:
+        shown, where = list(messages), list(range(len(messages)))
+        render_tools = tools
+
+    def render(msgs: Sequence[Message], gen: bool) -> str:
+        return template.render(msgs, add_generation_prompt=gen, should_cancel=should_cancel, tools=render_tools)
+
+    text = render(shown, add_generation_prompt)
+    anchors = _anchors(render, shown, text)  # one render for all, when the template lets it
+    found: list[tuple[int, int, int, int, tuple[tuple[int, int], ...], bool]] = []  # first, last, content, calls
+    cursor = 0
+    for k, msg in enumerate(messages):
+        j = where[k]
+        anchor = anchors[j] if anchors is not None else _anchor(render, shown, j, text)
+        content = _find_content(text, msg.content, cursor, anchor)
+        if content is None and cursor:  # a template may write a message before earlier ones (Mistral's system)
+            content = _find_content(text, msg.content, 0, None)
+        if content is None:
+            at = anchor if anchor is not None else cursor
+            c_start = c_end = at
+            escaped = False
+        else:
+            c_start, c_end, escaped = content
+        calls = []
+        after = c_end
+        for call in msg.tool_calls:
+            span = (_find_exact(text, tool_call_text(call), after) if fallback
+                    else _find_call(text, call, after))
+            if span is not None:
+                calls.append(span)
+                after = span[1]
+        if not msg.content and calls:
+            c_start = c_end = calls[0][0]
+        first = min([c_start, *(a for a, _ in calls)])
+        last = max([c_end, *(b for _, b in calls)])
+        found.append((first, last, c_start, c_end, tuple(calls), escaped))
+        cursor = max(cursor, last)
+    # each message's turn runs from where the one before it in the text ends to where the template closes it
+    order = sorted(range(len(found)), key=lambda k: (found[k][0], k))
+    spans: list[RenderedMessage | None] = [None] * len(found)
+    tails: dict[tuple, str] = {}  # what closes a turn, as the template writes it after a last message, by role
     start = 0
-    for j, msg in enumerate(messages):
-        upto = render(messages[: j + 1], False)
-        if not text.startswith(upto) or len(upto) < start:
-            return Rendered(text, (RenderedMessage(messages[-1].role, 0, len(text), 0, 0),))
-        end = len(upto)
-        c_start = c_end = start
-        probe = render([*messages[:j], Message(msg.role, _SENTINEL)], False)
-        at = probe.find(_SENTINEL, start)
-        if at >= 0 and text[at : at + len(msg.content)] == msg.content:
-            c_start, c_end = at, at + len(msg.content)
-        else:  # the template changed the content (trimmed it, say): find what is left of it
-            found = text.rfind(msg.content.strip(), start, end) if msg.content.strip() else -1
-            if found >= 0:
-                c_start, c_end = found, found + len(msg.content.strip())
-        spans.append(RenderedMessage(msg.role, start, end, c_start, c_end))
+    for n, k in enumerate(order):
+        first, last, c_start, c_end, calls, escaped = found[k]
+        stop = found[order[n + 1]][0] if n + 1 < len(order) else len(text)
+        is_last = n + 1 == len(order)
+        key = (messages[k].role, bool(calls), is_last)
+        if key not in tails:
+            tails[key] = _tail(render, shown if is_last else shown[: where[k] + 1], text, first, last)
+        end = max(start, last + _common_prefix(tails[key], text, last, stop))
+        spans[k] = RenderedMessage(messages[k].role, start, end, c_start, c_end, calls, escaped)
         start = end
-    return Rendered(text, tuple(spans))
+    return Rendered(text, tuple(spans), fallback)  # type: ignore[arg-type]
+
+
+def _takes_system(template: ChatTemplate, should_cancel: ShouldCancel | None) -> bool:
+    """Whether the template takes a system message (Gemma 2's refuses one)."""
+    try:
+        template.render([Message("system", "A"), Message("user", "B")], should_cancel=should_cancel)
+    except ChatTemplateRefusal:
+        return False
+    return True
+
+
+def _anchors(render, shown: Sequence[Message], text: str) -> list[int] | None:
+    """Where each message's content goes in ``text``, from one render with a
+    marker for every content: the template's text between two markers must
+    be what ``text`` holds between the two contents. None when a template
+    writes the conversation otherwise (it puts a message before an earlier
+    one, or changes its text by what a content holds, as Qwen3 does with
+    its thinking): then each message is placed on its own (:func:`_anchor`)."""
+    marks = [f"\u2063lmdesk-{k}\u2063" for k in range(len(shown))]
+    try:
+        probed = render([dataclasses.replace(m, content=marks[k]) for k, m in enumerate(shown)], False)
+    except ChatTemplateError:
+        return None
+    anchors = []
+    p = t = 0  # where the walk is in ``probed`` and in ``text``
+    for mark, msg in zip(marks, shown):
+        at = probed.find(mark, p)
+        if at < 0 or probed.count(mark) != 1:
+            return None
+        between = probed[p:at]
+        if not text.startswith(between, t):
+            return None
+        t += len(between)
+        if msg.content:
+            form = _find_content(text, msg.content, t, t)
+            if form is None or form[0] != t:
+                return None
+            t = form[1]
+        anchors.append(t - (form[1] - form[0] if msg.content else 0))
+        p = at + len(mark)
+    return anchors
+
+
+def _anchor(render, shown: Sequence[Message], j: int, text: str) -> int | None:
+    """Where message ``j``'s content goes in ``text``: where a render with a
+    marker for that content puts the marker, when that render agrees with
+    ``text`` up to it; else None."""
+    probe = [*shown[:j], dataclasses.replace(shown[j], content=_SENTINEL), *shown[j + 1 :]]
+    try:
+        probed = render(probe, False)
+    except ChatTemplateError:
+        return None
+    at = probed.find(_SENTINEL)
+    if at < 0 or probed[:at] != text[:at]:
+        return None
+    return at
+
+
+def _after_thinking(content: str) -> str:
+    return content.split("</think>")[-1].lstrip("\n") if "</think>" in content else ""
+
+
+def _find_content(text: str, content: str, cursor: int, anchor: int | None) -> tuple[int, int, bool] | None:
+    """The content as the template wrote it: as it is, trimmed, without its
+    thinking (Qwen3), or as a JSON string (Llama 3.x's tool results)."""
+    if not content:
+        return None
+    escaped_form = json.dumps(content, ensure_ascii=False)[1:-1]
+    forms = [(content, False), (content.strip(), False), (_after_thinking(content), False)]
+    if escaped_form != content:
+        forms.append((escaped_form, True))
+    forms = [(f, e) for f, e in forms if f]
+    if anchor is not None:
+        for form, escaped in forms:
+            if text.startswith(form, anchor):
+                return anchor, anchor + len(form), escaped
+    for form, escaped in forms:
+        at = text.find(form, cursor)
+        if at >= 0:
+            return at, at + len(form), escaped
+    return None
+
+
+def _find_exact(text: str, piece: str, cursor: int) -> tuple[int, int] | None:
+    at = text.find(piece, cursor)
+    return (at, at + len(piece)) if at >= 0 else None
+
+
+def _find_call(text: str, call: ToolCall, cursor: int) -> tuple[int, int] | None:
+    """A tool call as a template writes it: the JSON object that holds its
+    name and its arguments (``{"name": …, "arguments": {…}}``)."""
+    name_at = text.find(call.name, cursor)
+    if name_at < 0:
+        return None
+    args = dict(call.arguments)
+    ends = []
+    for form in (json.dumps(args, ensure_ascii=False), json.dumps(args),
+                 json.dumps(args, ensure_ascii=False, indent=2), json.dumps(args, ensure_ascii=False, indent=4)):
+        at = text.find(form, name_at + len(call.name))
+        if at >= 0:
+            ends.append(at + len(form))
+    if not ends:
+        return None
+    args_end = min(ends)
+    opening = text.rfind("{", cursor, name_at)
+    closing = text.find("}", args_end)
+    start = opening if opening >= 0 and _NAME_KEY.fullmatch(text, opening + 1, name_at) else name_at
+    # the object closes after the arguments (Mistral writes the call's id there first)
+    end = closing + 1 if closing >= 0 and _AFTER_ARGS.fullmatch(text, args_end, closing) else args_end
+    return start, end
+
+
+_NAME_KEY = re.compile(r'\s*"name"\s*:\s*"')
+_AFTER_ARGS = re.compile(r'\s*(?:,\s*"id"\s*:\s*"[^"]*"\s*)?')
+
+
+def _tail(render, upto: Sequence[Message], text: str, first: int, last: int) -> str:
+    """What the template writes after a message (``text[first:last]``) when
+    it is the conversation's last one (``upto`` ends with it): its turn's end."""
+    try:
+        alone = render(upto, False)
+    except ChatTemplateError:
+        return ""
+    if alone[:last] == text[:last]:
+        return alone[last:]
+    at = alone.rfind(text[first:last]) if last > first else -1
+    return alone[at + last - first :] if at >= 0 else ""
+
+
+def _common_prefix(tail: str, text: str, start: int, stop: int) -> int:
+    """How many characters of ``text[start:stop]`` begin as ``tail`` does."""
+    n = 0
+    limit = min(len(tail), stop - start)
+    while n < limit and tail[n] == text[start + n]:
+        n += 1
+    return n
 
 
 def _find_default_system_prompt(template: ChatTemplate, should_cancel: ShouldCancel | None) -> str | None:

@@ -8,21 +8,28 @@ only reads it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .conversation import Message, ToolCall
 from .stats import SpanSummary, TokenStats, summarize
 
 CONTENT = "content"  # text of a message
 MARKUP = "markup"  # what the chat template adds around messages: role markers, delimiters
+TOOL_CALL = "tool_call"  # a tool call of an assistant message, as the template writes it (name and arguments)
 
 
 @dataclass(frozen=True)
 class Segment:
     """A part of the document: one message, or plain text outside any chat."""
 
-    role: str  # "system", "user", "assistant", or "text" for a document without chat
+    role: str  # "system", "user", "assistant", "tool", or "text" for a document without chat
     message: int | None  # index of the message in the conversation, None for plain text
+    name: str | None = None  # a tool message's function name
+    tool_call_id: str | None = None  # the call a tool message answers
+    escaped: bool = False  # the content is written as the inside of a JSON string (Llama 3.x tool results)
+    call_ids: tuple[str | None, ...] = ()  # the ids of an assistant message's tool calls (few templates write them)
 
 
 @dataclass(frozen=True)
@@ -83,13 +90,45 @@ class Document:
 
 
 def messages_of(doc: Document, decode: Callable[[list[int]], str]) -> list[tuple[str, str]]:
-    """The conversation in ``doc`` as (role, content) pairs, the content read
-    back from its tokens with ``decode`` (plain text outside any message is left out)."""
-    out: list[tuple[str, str]] = []
+    """The conversation in ``doc`` as (role, content) pairs (see :func:`conversation_of`;
+    plain text outside any message is left out)."""
+    return [(m.role, m.content) for m in conversation_of(doc, decode)]
+
+
+def conversation_of(doc: Document, decode: Callable[[list[int]], str]) -> list[Message]:
+    """The conversation in ``doc`` as messages, in the order of their index (a
+    template may write a message inside a later one's turn: Mistral's system
+    message): each one's content read back from its content tokens, its tool
+    calls from its tool-call tokens (engine/tools.py reads them; tokens edited
+    until they are no call are read as content, so nothing is lost)."""
+    from .tools import calls_in_json
+
+    parts: dict[int, tuple[Segment, list[DocToken]]] = {}
     for seg, toks in doc.message_tokens():
         if seg.message is not None:
-            out.append((seg.role, decode([t.id for t in toks if t.kind == CONTENT])))
+            parts.setdefault(seg.message, (seg, []))[1].extend(toks)
+    out = []
+    for index in sorted(parts):
+        seg, toks = parts[index]
+        content = decode([t.id for t in toks if t.kind == CONTENT])
+        if seg.escaped:
+            content = _unescape(content)
+        call_text = decode([t.id for t in toks if t.kind == TOOL_CALL])
+        calls = tuple(calls_in_json(call_text))
+        if call_text and not calls:  # a call edited until it is no longer one: its text is kept as text
+            content += call_text
+        calls = tuple(c if c.id is not None or k >= len(seg.call_ids) else ToolCall(c.name, c.arguments, seg.call_ids[k])
+                      for k, c in enumerate(calls))
+        out.append(Message(seg.role, content, calls, seg.name, seg.tool_call_id))
     return out
+
+
+def _unescape(text: str) -> str:
+    try:
+        value = json.loads(f'"{text}"')
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
 
 
 def first_difference(old_tokens: Sequence[DocToken], old_segments: Sequence[Segment],

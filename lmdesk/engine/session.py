@@ -11,13 +11,15 @@ Only one thread may use a session at a time (in the app, the worker thread).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .chat_template import ChatTemplate, Message, default_system_prompt, render_with_spans
-from .document import CONTENT, MARKUP, DocToken, Document, Segment, messages_of, same_prefix
+from .chat_template import ChatTemplate, Message, Rendered, default_system_prompt, render_with_spans, uses_tools
+from .conversation import Conversation, ToolCall, tools_list
+from .document import CONTENT, MARKUP, TOOL_CALL, DocToken, Document, Segment, conversation_of, same_prefix
 from .errors import Cancelled, LmdeskError
 from .model import KVCache, LoadedModel
 from .sampling import SamplingSettings, draw, new_seed, transformed_probs
@@ -35,6 +37,44 @@ UNDO_CACHE_BYTES = 64 << 20
 
 class EditError(LmdeskError):
     """An edit that cannot be made to the document as it is."""
+
+
+def _assigner(rendered: Rendered, messages: Sequence[Message],
+              special: frozenset[int] | set[int]) -> Callable[[int, int, int], tuple[Segment, str]]:
+    """A function giving the part and kind of the token ``token_id`` covering
+    characters ``a`` … ``b`` of ``rendered``: the message whose turn holds it
+    (after the last one: the reply the generation prompt opens), and content,
+    a tool call or markup. The turns are looked up by bisection."""
+    spans = rendered.messages
+    order = sorted(range(len(spans)), key=lambda k: (spans[k].start, spans[k].end))
+    starts = [spans[k].start for k in order]
+    end = max((s.end for s in spans), default=0)
+    segments = [Segment(s.role, j, m.name, m.tool_call_id, s.escaped,
+                        tuple(c.id for c in m.tool_calls) if any(c.id is not None for c in m.tool_calls) else ())
+                for j, (s, m) in enumerate(zip(spans, messages))]
+
+    def turn(a: int) -> int | None:
+        i = bisect.bisect_right(starts, a) - 1
+        while i >= 0 and not a < spans[order[i]].end:  # an empty turn (a message the template wrote as nothing)
+            if spans[order[i]].start == spans[order[i]].end == a:
+                return order[i]
+            i -= 1
+        return order[i] if i >= 0 else None
+
+    def assign(a: int, b: int, token_id: int) -> tuple[Segment, str]:
+        j = turn(a) if a < end or any(s.start == s.end == a for s in spans) else None
+        if j is None:
+            return Segment("assistant", len(spans)), MARKUP
+        s = spans[j]
+        if token_id in special:
+            return segments[j], MARKUP
+        if any(a < y and x < max(b, a + 1) for x, y in s.tool_calls):
+            return segments[j], TOOL_CALL
+        if s.content_start <= a < s.content_end:
+            return segments[j], CONTENT
+        return segments[j], MARKUP
+
+    return assign
 
 
 @dataclass(frozen=True)
@@ -78,6 +118,7 @@ class _Snapshot:
     saved: list[tuple[int, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] | None = None
     saved_bytes: int = 0
     system: tuple[str | None, bool] | None = None  # the system prompt then (and whether it was chosen)
+    tools: tuple[dict, ...] | None = None  # the tool definitions then
 
 
 class Session:
@@ -101,6 +142,7 @@ class Session:
         # scoring or generating plain text never runs the template (a broken one may take seconds)
         self._system_prompt: str | None = None
         self._system_prompt_chosen = False  # until set, the system prompt is the template's default
+        self.tools: tuple[dict, ...] = ()  # the tool definitions the conversation offers the model
 
     @property
     def default_system_prompt(self) -> str | None:
@@ -147,10 +189,27 @@ class Session:
         )
 
     def messages(self) -> list[Message]:
-        """The conversation as messages, read back from the document's tokens."""
+        """The conversation as messages (with their tool calls), read back from the document's tokens."""
         decode = self.model.tokenizer.decode
-        return [Message(role, content)
-                for role, content in messages_of(self.doc, lambda ids: decode(ids, skip_special_tokens=False))]
+        return conversation_of(self.doc, lambda ids: decode(ids, skip_special_tokens=False))
+
+    def conversation(self) -> Conversation:
+        """The conversation as data: the messages read back and the tools."""
+        return Conversation(tuple(self.messages()), self.tools)
+
+    @property
+    def tools_fallback(self) -> bool:
+        """Whether the tools of this conversation are written by lmdesk's
+        labelled fallback (engine/tools.py), because the model's chat template
+        has no format for them: the model was not trained on it."""
+        return (self.template is not None and uses_tools(self.messages(), self.tools)
+                and not self.template.supports_tools)
+
+    @property
+    def cache(self) -> KVCache:
+        """The keys and values of the document's tokens (read it, do not write
+        it: an inspection may look at it in place)."""
+        return self._cache
 
     @property
     def can_undo(self) -> bool:
@@ -161,7 +220,7 @@ class Session:
         self.interrupted = None  # an edit: the document is no longer an undo's part-way
         saved = [] if self.model.cache_in_place else None
         self._history.append(_Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments), self._filled, saved,
-                                       system=(self._system_prompt, self._system_prompt_chosen)))
+                                       system=(self._system_prompt, self._system_prompt_chosen), tools=self.tools))
         del self._history[:-HISTORY_LIMIT]
 
     def _empty_cache(self) -> KVCache:
@@ -304,11 +363,25 @@ class Session:
         self._next_logits = logits[-1]
 
     def _current_segment(self) -> Segment:
-        """The part of the document new tokens at the end belong to."""
-        return self.doc.segment_of(len(self.doc) - 1) if self.doc.tokens else TEXT
+        """The part of the document new tokens at the end belong to: in a
+        conversation whose template opens the reply with nothing (Mistral's
+        ``[/INST]`` closes the user's turn), the assistant's reply."""
+        if not self.doc.tokens:
+            return TEXT
+        seg = self.doc.segment_of(len(self.doc) - 1)
+        if seg.message is not None and seg.role != "assistant":
+            return Segment("assistant", 1 + max(s.message for s in self.doc.segments if s.message is not None))
+        return seg
 
     def _kind(self, token_id: int) -> str:
         return MARKUP if token_id in self.model.special_ids else CONTENT
+
+    def _kind_at(self, index: int, token_id: int) -> str:
+        """The kind of ``token_id`` put at ``index``: a token put in a tool
+        call's place is part of the call (the student edits its arguments)."""
+        if index < len(self.doc) and self.doc.tokens[index].kind == TOOL_CALL and token_id not in self.model.special_ids:
+            return TOOL_CALL
+        return self._kind(token_id)
 
     # -- edits -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -354,41 +427,24 @@ class Session:
         self.system_prompt = system_prompt
         self._append(list(ids[keep:]), list(segments[keep:]), list(kinds[keep:]), progress, should_cancel)
 
-    def rewrite_conversation(self, messages: Sequence[Message], text: str = "") -> None:
-        """A new document holding ``messages`` as this model's chat template
-        writes them (a leading system message becomes the system prompt), or,
-        without messages or template, ``text``. For a conversation made with
-        another model, so both can be compared on the same words."""
+    def rewrite_conversation(self, messages: Sequence[Message], text: str = "",
+                             tools: Sequence[dict] | None = None) -> None:
+        """The document holding ``messages`` (and ``tools``, or the session's)
+        as this model's chat template writes them, computed again from the
+        first token that changes (a leading system message becomes the system
+        prompt; a last user message opens the reply, a last assistant one is
+        left open), or, without messages or template, ``text``. For a
+        conversation made with another model, so both can be compared on the
+        same words."""
         messages = list(messages)
         if messages and self.template is None:
             raise EditError("This model has no chat template, so it cannot hold a conversation.")
-        # if any message does not fit, the document goes back to what it was
-        before = _Snapshot(tuple(self.doc.tokens), tuple(self.doc.segments))
-        history, system = list(self._history), self.system_prompt
-        try:
+        if not messages:
             self.reset()
-            if not messages:
-                if text:
-                    self.load_text(text)
-                return
-            if messages[0].role == "system":
-                self.system_prompt = messages[0].content
-                messages = messages[1:]
-            else:
-                self.system_prompt = None
-            for m in messages:
-                if m.role == "user":
-                    self.end_turn(m.content)
-                elif m.content:
-                    if not self.doc.tokens:
-                        raise EditError("The conversation does not start with a message from the user.")
-                    self.append_text(m.content)
-        except LmdeskError:
-            self._restore(before)
-            for snap in history:  # what the attempt wrote over was kept in snapshots now dropped
-                snap.saved, snap.saved_bytes = None, 0
-            self._history, self.system_prompt = history, system
-            raise
+            if text:
+                self.load_text(text)
+            return
+        self._apply(messages, tuple(tools) if tools is not None else self.tools)
 
     def append_token(self, token_id: int) -> None:
         self._check_id(token_id)
@@ -418,9 +474,10 @@ class Session:
             raise EditError(f"There is no token at position {index}.")
         self._check_id(token_id)
         seg = self.doc.segment_of(index)
+        kind = self._kind_at(index, token_id)
         self._snapshot()
         self._truncate(index)
-        self._append([token_id], [seg], [self._kind(token_id)])
+        self._append([token_id], [seg], [kind])
 
     def replace_text(self, index: int, text: str) -> None:
         """Put the tokens of ``text`` at ``index`` (or at the end); what followed is dropped."""
@@ -431,9 +488,10 @@ class Session:
             raise EditError("There is no text to put there.")
         self._check_room(len(ids) - (len(self.doc) - index))
         seg = self.doc.segment_of(index) if index < len(self.doc) else self._current_segment()
+        kinds = [self._kind_at(index, i) for i in ids]
         self._snapshot()
         self._truncate(index)
-        self._append(ids, [seg] * len(ids), [self._kind(i) for i in ids])
+        self._append(ids, [seg] * len(ids), kinds)
 
     def response_start(self) -> int | None:
         """Where the assistant's current reply begins (after the template's
@@ -442,7 +500,7 @@ class Session:
             return None
         last = self.doc.tokens[-1].segment
         if self.doc.segments[last].role != "assistant":
-            return None
+            return len(self.doc) if self._current_segment().role == "assistant" else None
         i = len(self.doc)
         while i > 0 and self.doc.tokens[i - 1].segment == last:
             i -= 1
@@ -524,6 +582,8 @@ class Session:
         self.interrupted = None
         if snap.system is not None:
             self._system_prompt, self._system_prompt_chosen = snap.system
+        if snap.tools is not None:
+            self.tools = snap.tools
         return True
 
     def document_to_keep(self) -> Document:
@@ -542,51 +602,221 @@ class Session:
             raise EditError("This model has no chat template, so it cannot hold a conversation; use plain text.")
         if not user_text.strip():
             raise EditError("The message is empty: type something first.")
-        if any(seg.message is None for seg in self.doc.segments):
-            raise EditError("This document is plain text, not a conversation; start a new conversation first.")
+        self._check_conversation()
         messages = self.messages()
         if not messages and self.system_prompt is not None:
             messages = [Message("system", self.system_prompt)]
         messages.append(Message("user", user_text))
-        rendered = render_with_spans(self.template, messages, add_generation_prompt=True, should_cancel=should_cancel)
-        old_text = self.text()
-        if rendered.text.startswith(old_text):
-            keep, delta_from = len(self.doc), len(old_text)
-        else:  # the template wrote earlier turns differently: keep what still matches
-            full_ids = self.model.tokenizer.encode(rendered.text, add_special_tokens=False).ids
-            keep = same_prefix(self.ids, full_ids)
-            delta_from = len(self.text(0, keep)) if keep else 0
-            if not rendered.text.startswith(self.text(0, keep)):
-                keep, delta_from = 0, 0
-        delta = rendered.text[delta_from:]
+        self._apply(messages, self.tools, progress, should_cancel, keep_system=True)
+
+    # -- the conversation as data ---------------------------------------------------
+    def apply_conversation(self, conversation: Conversation, progress: Progress | None = None,
+                           should_cancel: ShouldCancel | None = None, *, open_reply: bool = True) -> None:
+        """Make the document hold ``conversation`` (an edited copy of
+        :meth:`conversation`, say) as the template writes it, computing again
+        only from the first token that changed (one undo brings back the
+        document before). With ``open_reply``, a last message from the user
+        or a tool opens the assistant's reply and a last assistant message
+        stays open to be continued (closed if it holds tool calls); without,
+        the conversation is written as it is, every turn closed (to score it).
+        A template's refusal or a conversation too long is one sentence, and
+        nothing changes."""
+        if self.template is None:
+            raise EditError("This model has no chat template, so it cannot hold a conversation.")
+        if not conversation.messages:
+            raise EditError("The conversation has no messages.")
+        self._apply(list(conversation.messages), tools_list(list(conversation.tools)), progress, should_cancel,
+                    open_reply=open_reply)
+
+    def set_tools(self, tools: Sequence[dict]) -> None:
+        """Offer the model these tool definitions (JSON-schema functions); a
+        conversation under way is written again with them."""
+        checked = tools_list(list(tools))
+        if self.template is not None and any(seg.message is not None for seg in self.doc.segments):
+            self._apply(self.messages(), checked)
+        else:
+            self.tools = checked
+
+    def generated_tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the assistant's last reply wrote as text, in its
+        template's format (``<tool_call>{…}</tool_call>``, Llama 3.x's JSON…),
+        not yet made tool-call messages; () if none."""
+        from .tools import parse_tool_calls
+
+        messages = self.messages()
+        if not messages or messages[-1].role != "assistant" or messages[-1].tool_calls:
+            return ()
+        return parse_tool_calls(messages[-1].content)[0]
+
+    def add_tool_call(self, name: str, arguments: dict, call_id: str | None = None) -> None:
+        """The assistant calls the function ``name`` with ``arguments`` (checked
+        against the tool definitions, if any): added to its current reply, or
+        as a reply of its own after a user or tool message."""
+        from .tools import check_call
+
+        call = ToolCall(name, dict(arguments), call_id)
+        if self.tools:
+            check_call(call, self.tools)
+        messages = self.messages()
+        if not messages or messages[-1].role == "system":
+            raise EditError("A tool call answers a message: write the user's message first.")
+        if messages[-1].role == "assistant":
+            last = messages[-1]
+            messages[-1] = Message("assistant", last.content, (*last.tool_calls, call))
+        else:
+            messages.append(Message("assistant", "", (call,)))
+        self._apply(messages, self.tools)
+
+    def add_tool_result(self, content: str, name: str | None = None, tool_call_id: str | None = None,
+                        progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> None:
+        """Answer the assistant's tool call with its result (a tool message),
+        and open the assistant's next reply: the agent loop by hand. A call
+        the model wrote as text (:meth:`generated_tool_calls`) becomes a
+        tool-call message first. ``name`` and ``tool_call_id`` default to
+        those of the first call not yet answered."""
+        from .tools import parse_tool_calls
+
+        messages = self.messages()
+        k = len(messages) - 1
+        while k >= 0 and messages[k].role == "tool":
+            k -= 1
+        if k < 0 or messages[k].role != "assistant":
+            raise EditError("There is no tool call to answer: the assistant has not called a tool.")
+        calls = messages[k].tool_calls
+        if not calls:
+            calls, rest = parse_tool_calls(messages[k].content)
+            if not calls:
+                raise EditError("There is no tool call to answer: the assistant's reply holds none.")
+            messages[k] = Message("assistant", rest, calls)
+        answered = len(messages) - 1 - k
+        call = calls[min(answered, len(calls) - 1)]
+        messages.append(Message("tool", content, name=name if name is not None else call.name,
+                                tool_call_id=tool_call_id if tool_call_id is not None else call.id))
+        self._apply(messages, self.tools, progress, should_cancel)
+
+    def _check_conversation(self) -> None:
+        if any(seg.message is None for seg in self.doc.segments):
+            raise EditError("This document is plain text, not a conversation; start a new conversation first.")
+
+    def _render(self, messages: Sequence[Message], tools: Sequence[dict],
+                should_cancel: ShouldCancel | None, open_reply: bool = True) -> Rendered:
+        """The document's text for ``messages``: a last user or tool message
+        opens the assistant's reply; a last assistant message is left open to
+        be continued (up to the end of its text), unless it holds tool calls or
+        the reply was ended by its stop token (then the template closes it)."""
+        last = messages[-1]
+        closed = last.role == "assistant" and (
+            bool(last.tool_calls) or (bool(self.doc.tokens) and self.doc.tokens[-1].id in self.model.stop_ids
+                                      and self._ends_in_message(len(messages) - 1)))
+        if not open_reply:
+            return render_with_spans(self.template, messages, add_generation_prompt=False,
+                                     should_cancel=should_cancel, tools=tools)
+        gen = last.role != "assistant"
+        rendered = render_with_spans(self.template, messages, add_generation_prompt=gen, should_cancel=should_cancel,
+                                     tools=tools)
+        if gen or closed:
+            return rendered
+        span = rendered.messages[-1]
+        cut = max(span.content_end, span.start)
+        if any(s.start >= cut and s is not span for s in rendered.messages):  # another message after it in the text
+            return rendered
+        spans = tuple(s if s is not span else type(s)(s.role, s.start, cut, s.content_start, s.content_end,
+                                                         s.tool_calls, s.escaped) for s in rendered.messages)
+        return Rendered(rendered.text[:cut], spans, rendered.fallback)
+
+    def _ends_in_message(self, index: int) -> bool:
+        return bool(self.doc.tokens) and self.doc.segment_of(len(self.doc) - 1).message == index
+
+    def _apply(self, messages: list[Message], tools: Sequence[dict], progress: Progress | None = None,
+               should_cancel: ShouldCancel | None = None, keep_system: bool = False, open_reply: bool = True) -> None:
+        """Make the document ``messages`` as the template writes them, keeping
+        the tokens it already has up to the first one that differs (in id,
+        message or kind) and computing the rest; one undo brings back the
+        document before (and its tools). Stopped, nothing changes."""
+        rendered = self._render(messages, tools, should_cancel, open_reply)
+        ids, segs, kinds, keep = self._tokens_for(rendered, messages)
+        self._check_room(len(ids) - (len(self.doc) - keep))
+        self._snapshot()
+        was_tools = self.tools
+        self.tools = tuple(tools)
+        if not keep_system:
+            first = messages[0]
+            self._system_prompt, self._system_prompt_chosen = (first.content if first.role == "system" else None), True
+        self._truncate(keep)
+        try:
+            self._append(ids, segs, kinds, progress, should_cancel)
+        except Cancelled:  # a turn is whole or not at all: no half a message in the document
+            self.undo()
+            self.tools = was_tools
+            raise
+
+    def _tokens_for(self, rendered: Rendered, messages: Sequence[Message]
+                    ) -> tuple[list[int], list[Segment], list[str], int]:
+        """What the document needs to hold ``rendered``: the number of its
+        tokens to keep (the same text, message and kind) and the tokens to
+        append after them (ids, their parts, their kinds)."""
+        text = rendered.text
+        old = self.doc.tokens
+        special = self.model.special_ids
+        old_text, starts, whole = self._char_offsets(text)
+        assign = _assigner(rendered, messages, special)
+        common = 0
+        n = min(len(old_text), len(text))
+        while common < n and old_text[common] == text[common]:
+            common += 1
+        keep = 0
+        while keep < len(old):
+            a = starts[keep]
+            b = starts[keep + 1] if keep + 1 < len(old) else len(old_text)
+            seg, kind = assign(a, b, old[keep].id)
+            if b > common or seg != self.doc.segment_of(keep) or kind != old[keep].kind:
+                break
+            keep += 1
+        while keep > 0 and not whole[keep - 1]:  # never half a character
+            keep -= 1
+        delta_from = starts[keep] if keep < len(old) else len(old_text)
+        delta = text[delta_from:]
         # at the start the tokenizer adds its BOS, unless the template wrote one itself (Gemma's,
         # Llama 3's): one BOS, as the model was trained, never two
         bos = self.model.spec.bos_token
         wrote_bos = bool(bos) and delta.startswith(bos)
         enc = self.model.tokenizer.encode(delta, add_special_tokens=(keep == 0 and not wrote_bos))
-        ids = list(enc.ids)
-        self._check_room(len(ids) - (len(self.doc) - keep))
-        self._snapshot()
-        self._truncate(keep)
-        segs, kinds = [], []
-        spans = rendered.messages
-        for tok, (a, _b) in zip(ids, enc.offsets):
-            at = delta_from + a
-            j = next((j for j, s in enumerate(spans) if s.start <= at < s.end), None)
-            if j is None:  # after the last message: the generation prompt opens the reply
-                seg = Segment("assistant", len(spans))
-                kind = MARKUP
-            else:
-                seg = Segment(spans[j].role, j)
-                inside = spans[j].content_start <= at < spans[j].content_end
-                kind = CONTENT if inside and tok not in self.model.special_ids else MARKUP
+        ids, segs, kinds = [], [], []
+        for tok, (a, b) in zip(enc.ids, enc.offsets):
+            seg, kind = assign(delta_from + a, delta_from + b, tok)
+            ids.append(int(tok))
             segs.append(seg)
             kinds.append(kind)
-        try:
-            self._append(ids, segs, kinds, progress, should_cancel)
-        except Cancelled:  # a turn is whole or not at all: no half a message in the document
-            self.undo()
-            raise
+        return ids, segs, kinds, keep
+
+    def _char_offsets(self, text: str) -> tuple[str, list[int], list[bool]]:
+        """The document's text as a template's text would hold it, the
+        character where each token starts in it (a token that begins inside a
+        character: that character's), and whether each token ends on a whole
+        character. A BOS the tokenizer added (not the template) holds no text."""
+        raws = [self.token_text(t.id).raw for t in self.doc.tokens]
+        bos = self.model.spec.bos_token
+        if raws and bos and self.doc.tokens[0].special and raws[0] == bos.encode() and not text.startswith(bos):
+            raws[0] = b""
+        data = b"".join(raws)
+        decoded = data.decode("utf-8", errors="replace")
+        char_at = []  # the character each byte belongs to
+        boundaries = {0}
+        pos = 0
+        for n, ch in enumerate(decoded):
+            width = len(ch.encode("utf-8"))
+            if ch == "\ufffd" and data[pos : pos + 3] != b"\xef\xbf\xbd":
+                width = 1  # a byte that is not UTF-8: one replacement character
+            char_at.extend([n] * width)
+            pos += width
+            boundaries.add(pos)
+        starts, whole = [], []
+        pos = 0
+        for raw in raws:
+            starts.append(char_at[pos] if pos < len(char_at) else len(decoded))
+            pos += len(raw)
+            whole.append(pos in boundaries)
+        return decoded, starts, whole
 
     # -- choosing tokens ----------------------------------------------------------------
     def choose(self, settings: SamplingSettings, rng: np.random.Generator | None = None) -> tuple[int, float]:
