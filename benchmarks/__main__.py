@@ -98,6 +98,39 @@ def engine_figures(folder: Path, threads: int, decode_steps: int) -> dict:
     return out
 
 
+def inspect_figures(folder: Path, threads: int, n: int = 500, repeat: int = 3) -> dict:
+    """Looking inside the model (lmdesk.engine.inspect) at the last position of
+    an ``n``-token document: the inspection graph's load (time, memory), a
+    document the inspector has not seen (its tokens run first), another
+    position of it (the kept cache: one step) and, as the window has it, with
+    a session's cache of the document given."""
+    from lmdesk.engine.inspect import Inspector
+    from lmdesk.engine.model import LoadedModel
+    from lmdesk.engine.session import Session
+
+    model = LoadedModel(folder, threads=threads)
+    session = Session(model)
+    text = model.tokenizer.decode(story_ids(model.tokenizer, n))
+    session.load_text(text)
+    ids = session.ids
+    before = current_rss_mb()
+    t0 = time.perf_counter()
+    inspector = Inspector(model)
+    inspector.available()
+    out = {"load_s": time.perf_counter() - t0, "load_rss_mb": current_rss_mb() - before, "tokens": len(ids)}
+
+    def unseen() -> None:
+        inspector._ids, inspector._cache = [], None  # a document it has not seen
+        inspector.inspect(ids, len(ids))
+
+    out["unseen_ms"] = median_ms(unseen, repeat)
+    out["kept_ms"] = median_ms(lambda: inspector.inspect(ids, len(ids) // 2 + 1), repeat)
+    fresh = Inspector(model)
+    out["given_ms"] = median_ms(lambda: fresh.inspect(ids, len(ids), cache=session._cache), repeat)
+    out["rss_growth_mb"] = current_rss_mb() - before
+    return out
+
+
 def current_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -588,6 +621,7 @@ def main() -> None:
     parser.add_argument("--ui-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--convert-only", nargs=2, metavar=("GGUF", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--kernels-only", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--inspect-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--gaps-only", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--busy-core", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--window-threads", type=int, default=None, help=argparse.SUPPRESS)
@@ -596,6 +630,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.kernels_only:
         print(json.dumps(kernel_figures(Path(args.kernels_only), args.threads)))
+        return
+    if args.inspect_only:
+        print(json.dumps(inspect_figures(Path(args.inspect_only), args.threads)))
         return
     if args.convert_only:
         print(json.dumps(convert_figures(Path(args.convert_only[0]), Path(args.convert_only[1]))))
@@ -639,6 +676,7 @@ def main() -> None:
         )
         ui = json.loads(proc.stdout.strip().splitlines()[-1])
         kernels = in_process("--kernels-only", str(folder), "--threads", str(args.threads))
+        looks = in_process("--inspect-only", str(folder), "--threads", str(args.threads))
         gaps = {busy: in_process("--gaps-only", str(folder), "--lengths", args.lengths,
                                  *(["--busy-core"] if busy else []),
                                  *(["--window-threads", str(args.window_threads)] if args.window_threads else []))
@@ -658,6 +696,12 @@ def main() -> None:
         ("statistics of one position", f"{e['stats_row_ms']:.2f} ms", "49,152 candidates, top-20"),
         ("statistics of 256 positions", f"{e['stats_256_ms']:.0f} ms", "one prefill chunk"),
         ("peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
+        ("inspect: one position of a new document", f"{looks['unseen_ms']:.0f} ms",
+         f"{looks['tokens']} tokens, lens of every layer + attention (target 1 s)"),
+        ("inspect: another position / with the session's cache",
+         f"{looks['kept_ms']:.0f} / {looks['given_ms']:.0f} ms", "median of 3"),
+        ("inspect: inspection graph load", f"{looks['load_s']:.2f} s",
+         f"+{looks['load_rss_mb']:.0f} MB RSS on first use, +{looks['rss_growth_mb']:.0f} MB after"),
         ("window: click on a bar → chart updated", f"{ui['click_to_chart_ms']:.0f} ms",
          f"median of {ui['clicks']}, offscreen, one token step"),
         ("window: Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",

@@ -41,6 +41,12 @@ Other families, as llama.cpp computes them (its graphs in src/models/):
   context files: theta divided by ``rope_factors_short`` (the context used is
   the original one) and cos/sin times ``rope.scaling.attn_factor``.
 
+Inside the model (``inspect``, for lmdesk's logit lens): the residual stream
+after the embeddings and after every layer (``hidden_states``), the head
+(final norm, output matrix, final soft-cap) applied to any of them
+(``head``), and every layer's softmaxed attention weights, per head, of a
+query over its keys (zero outside a sliding window and after the query).
+
 Extras that are cheap to get right and also follow llama.cpp: optional
 ``rope_freqs.weight`` (per-frequency divisors, Llama-3.1 style), ``linear``
 rope scaling (``{arch}.rope.scaling.factor``), ``{arch}.attention.key_length``
@@ -263,8 +269,9 @@ class ReferenceModel:
             x[..., h:r] = x0 * sin + x1 * cos
         return x
 
-    def attention(self, x: np.ndarray, L: int, positions: np.ndarray) -> np.ndarray:
-        """Self-attention block output (before the residual add).  x: [T, d] (already normed)."""
+    def attention(self, x: np.ndarray, L: int, positions: np.ndarray, weights: list | None = None) -> np.ndarray:
+        """Self-attention block output (before the residual add).  x: [T, d] (already normed).
+        With ``weights`` (a list), the softmaxed scores [n_head, T_q, T_k] are appended to it."""
         T = x.shape[0]
         p = f"blk.{L}."
         q = x @ self.w(p + "attn_q.weight").T
@@ -291,6 +298,7 @@ class ReferenceModel:
         if self.swa[L] and self.window:
             causal &= (pos[:, None] - pos[None, :]) < self.window
         out = np.empty((T, self.n_head, self.head_dim_v), dtype=np.float64)
+        every_head = np.empty((self.n_head, T, T), dtype=np.float64)
         for h in range(self.n_head):
             kvh = h // group
             scores = (q[:, h, :] @ k[:, kvh, :].T) * scale  # [T_q, T_k]
@@ -300,7 +308,10 @@ class ReferenceModel:
             scores = scores - scores.max(axis=-1, keepdims=True)
             probs = np.exp(scores)
             probs = probs / probs.sum(axis=-1, keepdims=True)
+            every_head[h] = probs
             out[:, h, :] = probs @ v[:, kvh, :]
+        if weights is not None:
+            weights.append(every_head)
         out = out.reshape(T, self.n_head * self.head_dim_v)
         return out @ self.w(p + "attn_output.weight").T
 
@@ -314,8 +325,9 @@ class ReferenceModel:
             act = gate / (1.0 + np.exp(-gate))
         return (act * up) @ self.w(p + "ffn_down.weight").T
 
-    def hidden_states(self, token_ids, positions=None) -> list[np.ndarray]:
-        """Residual stream after embedding and after every layer: list of n_layer+1 [T, d] arrays."""
+    def hidden_states(self, token_ids, positions=None, attention: list | None = None) -> list[np.ndarray]:
+        """Residual stream after embedding and after every layer: list of n_layer+1 [T, d] arrays.
+        With ``attention`` (a list), every layer's attention weights [n_head, T_q, T_k] are appended to it."""
         ids = np.asarray(list(token_ids), dtype=np.int64)
         if ids.ndim != 1 or ids.size == 0:
             raise ValueError("token_ids must be a non-empty 1-D sequence")
@@ -330,7 +342,7 @@ class ReferenceModel:
         for L in range(self.n_layer):
             p = f"blk.{L}."
             h = self.rms_norm(x, self.w(p + "attn_norm.weight"))
-            a = self.attention(h, L, positions)
+            a = self.attention(h, L, positions, attention)
             if p + "post_attention_norm.weight" in self.tensors:
                 a = self.rms_norm(a, self.w(p + "post_attention_norm.weight"))
             x = x + a
@@ -348,14 +360,32 @@ class ReferenceModel:
         ``positions`` defaults to ``0..T-1``; passing explicit positions is
         only useful for self-checks (e.g. rotary position-shift invariance).
         """
-        x = self.hidden_states(token_ids, positions)[-1]
-        x = self.rms_norm(x, self.w("output_norm.weight"))
+        return self.head(self.hidden_states(token_ids, positions)[-1])
+
+    __call__ = forward
+
+    def head(self, x: np.ndarray) -> np.ndarray:
+        """Logits of residual-stream states ``x`` [..., d]: final norm, output
+        matrix, final soft-cap (the logit lens, applied to a layer's states)."""
+        x = self.rms_norm(np.asarray(x, dtype=np.float64), self.w("output_norm.weight"))
         logits = x @ self.output_weight.astype(np.float64).T
         if self.final_softcap:
             logits = self.final_softcap * np.tanh(logits / self.final_softcap)
         return logits
 
-    __call__ = forward
+    def inspect(self, token_ids, query: int) -> dict:
+        """Inside the model at position ``query``: ``hidden`` [n_layer + 1, d]
+        (the residual after the embeddings and each layer), ``lens`` [n_layer,
+        vocab] (the head applied to the residual after each layer: logits) and
+        ``attention`` [n_layer, n_head, query + 1] (the query's weights over
+        keys 0..query). Only the tokens up to ``query`` are run: later ones
+        cannot change it (causality)."""
+        ids = list(token_ids)[: query + 1]
+        weights: list[np.ndarray] = []
+        states = self.hidden_states(ids, attention=weights)
+        hidden = np.stack([s[query] for s in states])
+        return {"hidden": hidden, "lens": self.head(hidden[1:]),
+                "attention": np.stack([w[:, query, :] for w in weights])}
 
 
 # ----------------------------------------------------------------------

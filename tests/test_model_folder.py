@@ -145,6 +145,7 @@ def test_lmdesk_tiny_folder(tiny_lmdesk: Path) -> None:
     assert spec.folder == tiny_lmdesk
     assert spec.name == "tiny-llama-2L-64d-seed0"
     assert spec.onnx_path == tiny_lmdesk / "model.onnx"
+    assert spec.inspect_path == tiny_lmdesk / "inspect.onnx"
     assert spec.tokenizer_path == tiny_lmdesk / "tokenizer.json"
     assert spec.chat_template == CHATML_TEMPLATE
     assert (spec.n_layer, spec.n_head_kv, spec.head_dim, spec.vocab_size) == (2, 2, 16, 315)
@@ -201,6 +202,7 @@ def test_huggingface_folder(tiny_lmdesk: Path, tmp_path: Path, form: str) -> Non
     assert spec.layout == "huggingface"
     assert spec.name == "hf-model"
     assert spec.onnx_path == folder / "onnx" / "model.onnx"
+    assert spec.inspect_path is None  # only lmdesk's own folders can be looked inside
     assert spec.tokenizer_path == folder / "tokenizer.json"
     assert spec.chat_template == CHATML_TEMPLATE
     assert spec.manifest == {}
@@ -380,6 +382,15 @@ def test_missing_weights_file(tiny_lmdesk: Path, tmp_path: Path) -> None:
     assert f"{size:,} were written" in message and "\n" not in message
     data.unlink()
     assert _load_error(folder) == f"The model folder {folder} is incomplete: model.onnx.data is missing."
+
+
+def test_missing_inspection_graph(tiny_lmdesk: Path, tmp_path: Path) -> None:
+    folder = _copy(tiny_lmdesk, tmp_path / "m")
+    (folder / "inspect.onnx").unlink()
+    assert _load_error(folder) == f"The model folder {folder} is incomplete: inspect.onnx is missing."
+    # a folder of an lmdesk before the inspection graph: it runs, and has none
+    _edit_manifest(folder, lambda m: m["files"].pop("inspect"))
+    assert read_model_folder(folder).inspect_path is None
 
 
 def test_missing_tokenizer(tiny_lmdesk: Path, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Convert a GGUF model file into an lmdesk model folder.
 
-A model folder holds ``model.onnx`` (see :mod:`onnx_decoder`),
+A model folder holds ``model.onnx`` (see :mod:`onnx_decoder`) and
+``inspect.onnx`` (the inspection graph; both share ``model.onnx.data``),
 ``tokenizer.json`` (built from the GGUF metadata with the ``tokenizers``
 library), ``chat_template.jinja`` and ``manifest.json`` describing the rest.
 It is written into a hidden staging folder beside its destination
@@ -39,14 +40,15 @@ from gguf import GGMLQuantizationType as QType
 from .. import __version__
 from ..engine.errors import Cancelled, ModelImportError
 from ..engine.model_format import (
-    ATTENTION_MASK, CHAT_TEMPLATE_FILE, CONVERTER_REVISION, INPUT_IDS, KNOWN_END_OF_TURN, LOGITS, MANIFEST,
+    ATTENTION_MASK, CHAT_TEMPLATE_FILE, CONVERTER_REVISION, INPUT_IDS, INSPECT_FILE, KNOWN_END_OF_TURN, LOGITS,
+    MANIFEST,
     MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, PAST_KEY, PAST_VALUE, PRESENT_KEY, PRESENT_VALUE,
     TOKENIZER_FILE, WEIGHTS_FILE,
 )
 from .architectures import ARCHITECTURES, ArchSpec
 from .gguf_file import GGUFFile
 from .gguf_tokenizer import TokenizerImportError, tokenizer_from_gguf
-from .onnx_decoder import DecoderConfig, DecoderWeights, LayerWeights, build_decoder
+from .onnx_decoder import DecoderConfig, DecoderWeights, LayerWeights, build_graphs
 from .quant_repack import Int4Weight, Int8Embedding, LinearWeight, dequantize, repack_embedding, repack_linear
 
 # A tied output product from an 8-bit embedding table is one float32 matrix
@@ -331,7 +333,8 @@ _MATRIX_BYTES = {
 _EMBED8_TYPES = (QType.Q8_0, QType.Q5_0, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS)  # kept as 8-bit tables
 _BLOCK_OF = {QType.Q6_K: 16}
 # model.onnx (the nodes and small constants) and manifest.json: measured 313 kB
-# and 2 kB for SmolLM2's 30 layers, 187 kB and 91 kB for Gemma 3's 18
+# and 2 kB for SmolLM2's 30 layers, 187 kB and 91 kB for Gemma 3's 18;
+# inspect.onnx beside them (the same nodes and the inspection's): 459 kB for SmolLM2
 _GRAPH_BYTES, _GRAPH_BYTES_PER_LAYER = 2 << 20, 32 << 10
 
 
@@ -590,7 +593,7 @@ def import_gguf(
         "source": {"file": src.name, "sha256": digest, "bytes": src.stat().st_size},
         "converter": {"name": "lmdesk import-gguf", "version": __version__, "revision": CONVERTER_REVISION,
                       "onnx": onnx.__version__},
-        "files": {"model": MODEL_FILE, "weights": WEIGHTS_FILE, "tokenizer": TOKENIZER_FILE,
+        "files": {"model": MODEL_FILE, "inspect": INSPECT_FILE, "weights": WEIGHTS_FILE, "tokenizer": TOKENIZER_FILE,
                   "chat_template": CHAT_TEMPLATE_FILE if template else None},
         "chat_template_origin": template_origin,
     }
@@ -603,11 +606,12 @@ def import_gguf(
         # streaming: each weight goes to model.onnx.data as soon as it is repacked, and
         # the layers are repacked one at a time as the graph reaches them
         with open(tmp / WEIGHTS_FILE, "wb") as sink:
-            model = build_decoder(cfg, _weights(tensors, cfg, spec, src, tick, check), sink=sink,
-                                  location=WEIGHTS_FILE)
+            model, inspector = build_graphs(cfg, _weights(tensors, cfg, spec, src, tick, check), sink=sink,
+                                            location=WEIGHTS_FILE)
         step(0.75, "Writing the model folder")
         onnx.save_model(model, tmp / MODEL_FILE)
-        del model
+        onnx.save_model(inspector, tmp / INSPECT_FILE)
+        del model, inspector
         manifest["files"]["weights_bytes"] = (tmp / WEIGHTS_FILE).stat().st_size  # to recognise a cut-off copy
         step(0.95, "Writing the tokenizer")
         (tmp / TOKENIZER_FILE).write_text(tok.tokenizer_json, encoding="utf-8")

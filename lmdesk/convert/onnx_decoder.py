@@ -14,6 +14,19 @@ outputs
 Operators are those onnxruntime's CPU provider runs fused:
 ``GroupQueryAttention`` (with rotary embedding inside), ``MatMulNBits``,
 ``SkipSimplifiedLayerNormalization``. Weights come from :mod:`quant_repack`.
+
+:func:`build_graphs` makes a second graph beside it, the inspection graph:
+the same nodes and weights (the two files share one weights file) and, for
+the last position of its input, three more outputs (see
+:mod:`lmdesk.engine.model_format`): the residual stream after the embeddings
+and after every block, the logit lens (the final norm and the output head,
+soft-cap included, applied to the residual after each block; the last row is
+the model's own normalized state, so its logits are the model's) and every
+layer's attention weights. ``GroupQueryAttention`` does not give its weights;
+they are computed again from plain operators, from the same query (rotated by
+the same cos and sin tables) and the rotated keys GroupQueryAttention keeps in
+its present cache: scale, soft-cap, the sliding window, a softmax. Decoding
+never runs the inspection graph, so it costs decoding nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +41,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import set_external_data
 
-from ..engine.model_format import ATTENTION_MASK, INPUT_IDS, LOGITS, past_key, past_value, present_key, present_value
+from ..engine.model_format import (
+    ATTENTION_MASK, INPUT_IDS, INSPECT_ATTENTION, INSPECT_HIDDEN, INSPECT_LENS, LOGITS, past_key, past_value,
+    present_key, present_value,
+)
 from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear, pack_pairs
 
 MS_DOMAIN = "com.microsoft"
@@ -97,6 +113,7 @@ class _Graph:
     inits: list[onnx.TensorProto] = field(default_factory=list)
     _count: int = 0
     _consts: dict[tuple, str] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
     # an open binary file, named ``location`` beside the graph: each initializer
     # of 1 kB or more is written there as soon as it is made (onnx's own rule and
     # order, so the file is the one onnx.save_model would write), not kept
@@ -108,6 +125,12 @@ class _Graph:
         return f"{hint}/{self._count}"
 
     def init(self, name: str, array: np.ndarray) -> str:
+        """The constant ``name``. A name asked for again is the same weight
+        (the output head, built once for each graph of :func:`build_graphs`):
+        it is stored once."""
+        if name in self._names:
+            return name
+        self._names.add(name)
         # asarray, not ascontiguousarray: a 0-d array stays a scalar (Range takes only scalars)
         tensor = numpy_helper.from_array(np.asarray(array, order="C"), name)
         if self.sink is not None and sys.getsizeof(tensor.raw_data) >= 1024:
@@ -152,6 +175,27 @@ class _Graph:
 
     def op1(self, op_type: str, inputs: list[str], hint: str, domain: str | None = None, **attrs) -> str:
         return self.op(op_type, inputs, hint, 1, domain, **attrs)[0]
+
+
+@dataclass
+class _LayerTaps:
+    """What the inspection reads of one layer."""
+
+    query: str  # GroupQueryAttention's first input: q (or q, k and v packed) before the rotary
+    present_key: str  # its present keys, rotated
+    cos: str  # the rotary tables the layer uses
+    sin: str
+    sliding: bool  # the layer attends through the sliding window
+
+
+@dataclass
+class _Taps:
+    """Values of the decoder's body the inspection graph reads."""
+
+    residuals: list[str]  # [batch, seq, d_model]: after the embeddings, then after each block
+    layers: list[_LayerTaps] = field(default_factory=list)
+    final: str = ""  # the final norm of the last residual
+    out_norm: np.ndarray | None = None
 
 
 class _Builder:
@@ -246,7 +290,9 @@ class _Builder:
         return cos, sin
 
     # -- the network -------------------------------------------------------
-    def build(self, w: DecoderWeights) -> onnx.ModelProto:
+    def build(self, w: DecoderWeights, inspector: bool = False) -> tuple[onnx.ModelProto, onnx.ModelProto | None]:
+        """The decoder, and with ``inspector`` the inspection graph beside it
+        (see the module text); both name the same weights."""
         cfg, g = self.cfg, self.g
         hd, kvh = cfg.head_dim, cfg.n_head_kv
 
@@ -261,6 +307,41 @@ class _Builder:
             for nm in (present_key(i), present_value(i)):
                 outputs.append(helper.make_tensor_value_info(nm, TensorProto.FLOAT, ["batch", kvh, "total_seq", hd]))
 
+        taps = self.body(w)
+        body_nodes = list(g.nodes)
+        logits = self.head(taps.final, w)
+        g.nodes.append(helper.make_node("Identity", [logits], [LOGITS], name="logits"))
+        decoder = self.model(g.nodes, "lmdesk-decoder", inputs, outputs)
+        if not inspector:
+            return decoder, None
+
+        g.nodes = body_nodes  # the same computation, then the inspection's own outputs
+        self.inspection(taps, w)
+        outputs = outputs[1:] + [
+            helper.make_tensor_value_info(INSPECT_HIDDEN, TensorProto.FLOAT, [cfg.n_layer + 1, cfg.d_model]),
+            helper.make_tensor_value_info(INSPECT_LENS, TensorProto.FLOAT, [cfg.n_layer, cfg.vocab_size]),
+            helper.make_tensor_value_info(INSPECT_ATTENTION, TensorProto.FLOAT,
+                                          [cfg.n_layer, cfg.n_head, "total_seq"]),
+        ]
+        return decoder, self.model(g.nodes, "lmdesk-inspect", inputs, outputs)
+
+    def model(self, nodes: list, name: str, inputs: list, outputs: list) -> onnx.ModelProto:
+        """A model of ``nodes`` with the initializers they use (each graph only its own)."""
+        used = {x for node in nodes for x in node.input}
+        inits = [t for t in self.g.inits if t.name in used]
+        graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+            producer_name="lmdesk",
+        )
+        model.ir_version = 10
+        return model
+
+    def body(self, w: DecoderWeights) -> _Taps:
+        """Every block, up to the final norm; what the inspection reads on the way."""
+        cfg, g = self.cfg, self.g
+        hd, kvh = cfg.head_dim, cfg.n_head_kv
         # what GroupQueryAttention needs to know about the mask
         mask_sum = g.op1("ReduceSum", [ATTENTION_MASK, g.const_i64([1])], "mask", keepdims=0)
         seqlens_k = g.op1("Cast", [g.op1("Sub", [mask_sum, g.const_i64([1])], "mask")], "mask", to=TensorProto.INT32)
@@ -289,6 +370,7 @@ class _Builder:
         if cfg.embed_scale is not None:
             h = g.op1("Mul", [h, g.const_f32(float(np.float32(cfg.embed_scale)))], "embed")
 
+        taps = _Taps(residuals=[h])
         residual = h
         pending: str | None = None  # output of the previous sub-layer, not yet added to the residual
         for i, lw in enumerate(w.layers):
@@ -296,6 +378,8 @@ class _Builder:
             swa = bool(cfg.swa_layers and cfg.swa_layers[i] and cfg.sliding_window)
             cos, sin = rotary_swa if swa else rotary
             normed, residual = self.norm(pending, residual, lw.attn_norm, f"{p}.attn_norm")
+            if i > 0:
+                taps.residuals.append(residual)  # the residual after block i - 1
             qkv = self.stacked_linear(normed, [lw.q, lw.k, lw.v], f"{p}.attn_qkv")
             if lw.qkv_bias is not None:
                 qkv = g.op1("Add", [qkv, g.init_compact(f"{p}.attn_qkv.bias", lw.qkv_bias)], f"{p}.attn_qkv")
@@ -317,11 +401,12 @@ class _Builder:
                 domain=MS_DOMAIN,
                 num_heads=cfg.n_head,
                 kv_num_heads=kvh,
-                scale=float(cfg.attn_scale if cfg.attn_scale is not None else 1.0 / np.sqrt(hd)),
+                scale=self.attn_scale(),
                 do_rotary=1,
                 rotary_interleaved=int(cfg.rope_interleaved),
                 **extra,
             )
+            taps.layers.append(_LayerTaps(attn_in[0], pk, cos, sin, swa))
             g.nodes.append(helper.make_node("Identity", [pk], [present_key(i)], name=f"{p}.present_key"))
             g.nodes.append(helper.make_node("Identity", [pv], [present_value(i)], name=f"{p}.present_value"))
             pending = self.linear(attn, lw.o, f"{p}.attn_output")
@@ -339,7 +424,19 @@ class _Builder:
             if lw.post_ffn_norm is not None:
                 pending = self.plain_norm(pending, lw.post_ffn_norm, f"{p}.post_ffw_norm")
 
-        final, _ = self.norm(pending, residual, w.out_norm, "output_norm")
+        taps.final, residual = self.norm(pending, residual, w.out_norm, "output_norm")
+        taps.residuals.append(residual)
+        taps.out_norm = w.out_norm
+        return taps
+
+    def attn_scale(self) -> float:
+        cfg = self.cfg
+        return float(cfg.attn_scale if cfg.attn_scale is not None else 1.0 / np.sqrt(cfg.head_dim))
+
+    def head(self, final: str, w: DecoderWeights) -> str:
+        """The logits of the normalized state ``final`` ``[batch, seq, d_model]``:
+        the output product and the final soft-cap."""
+        g, cfg = self.g, self.cfg
         if w.output is None and self._tied_pieces is not None:
             logits = self.output_from_pieces(final)
         elif w.output is None:
@@ -354,16 +451,78 @@ class _Builder:
             c = float(cfg.final_softcap)
             scaled = g.op1("Mul", [logits, g.const_f32(float(np.float32(1.0 / c)))], "softcap")
             logits = g.op1("Mul", [g.op1("Tanh", [scaled], "softcap"), g.const_f32(c)], "softcap")
-        g.nodes.append(helper.make_node("Identity", [logits], [LOGITS], name="logits"))
+        return logits
 
-        graph = helper.make_graph(g.nodes, "lmdesk-decoder", inputs, outputs, initializer=g.inits)
-        model = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
-            producer_name="lmdesk",
-        )
-        model.ir_version = 10
-        return model
+    # -- the inspection graph ------------------------------------------------
+    def inspection(self, taps: _Taps, w: DecoderWeights) -> None:
+        """The inspection's outputs for the last position of the input (batch 1)."""
+        g, cfg = self.g, self.cfg
+        d = cfg.d_model
+        rows = [self.last_row(r, "inspect.hidden") for r in taps.residuals]  # [1, 1, d] each
+        hidden = g.op1("Concat", rows, "inspect.hidden", axis=1)
+        g.nodes.append(helper.make_node("Reshape", [hidden, g.const_i64([cfg.n_layer + 1, d])], [INSPECT_HIDDEN],
+                                        name="inspect.hidden"))
+        # the lens: block l's residual through the final norm and the head; block L's normalized
+        # state is the decoder's own (the fused norm of the last sub-layer's output and the residual)
+        lens = [self.plain_norm(r, taps.out_norm, "output_norm") for r in rows[1:-1]]
+        lens.append(self.last_row(taps.final, "inspect.lens"))
+        stacked = g.op1("Concat", lens, "inspect.lens", axis=1) if len(lens) > 1 else lens[0]
+        if w.output is None and self._embed8 is not None and self._tied_pieces is None:
+            # a tied 8-bit table that the decoder widens into one float32 matrix at load
+            # (SmolLM2's 113 MB): here, its 4-bit pieces, cut from the table by constant
+            # operators that the session folds (28 MB), not a second float copy
+            self._tied_pieces = self.pieces_from_table(*self._embed8)
+        logits = self.head(stacked, w)
+        g.nodes.append(helper.make_node("Reshape", [logits, g.const_i64([cfg.n_layer, cfg.vocab_size])],
+                                        [INSPECT_LENS], name="inspect.lens"))
+        weights = [self.attention_weights(t, f"inspect.attention.{i}") for i, t in enumerate(taps.layers)]
+        g.nodes.append(helper.make_node("Concat", weights, [INSPECT_ATTENTION], name="inspect.attention", axis=0))
+
+    def last_row(self, x: str, name: str) -> str:
+        """``x[:, -1:]``: the last position of ``[batch, seq, n]``."""
+        g = self.g
+        return g.op1("Slice", [x, g.const_i64([-1]), g.const_i64([2**62]), g.const_i64([1])], name)
+
+    def attention_weights(self, t: _LayerTaps, name: str) -> str:
+        """The softmaxed scores ``[1, n_head, total_seq]`` of the last query over every key, as
+        GroupQueryAttention computes them: the query rotated at its position, the keys
+        as the present cache holds them (rotated), scaled, soft-capped and windowed."""
+        g, cfg = self.g, self.cfg
+        hd, heads, kvh = cfg.head_dim, cfg.n_head, cfg.n_head_kv
+        total = g.op1("Squeeze", [g.op1("Shape", [ATTENTION_MASK], name, start=1, end=2), g.const_i64([0])], name)
+        position = g.op1("Sub", [total, g.const_i64([1])], name)  # int64 scalar: the query's position
+        q = g.op1("Slice", [t.query, g.const_i64([0]), g.const_i64([heads * hd]), g.const_i64([2])], name)
+        q = g.op1("Reshape", [self.last_row(q, name), g.const_i64([heads, hd])], name)
+        cos = g.op1("Gather", [t.cos, position], name, axis=0)  # [hd / 2]
+        sin = g.op1("Gather", [t.sin, position], name, axis=0)
+        if cfg.rope_interleaved:  # (x[2i], x[2i + 1])
+            pairs = g.op1("Reshape", [q, g.const_i64([heads, hd // 2, 2])], name)
+            x0, x1 = g.op("Split", [pairs, g.const_i64([1, 1])], name, n_out=2, axis=-1)
+            cos = g.op1("Unsqueeze", [cos, g.const_i64([-1])], name)
+            sin = g.op1("Unsqueeze", [sin, g.const_i64([-1])], name)
+        else:  # NeoX: (x[i], x[i + hd / 2])
+            x0, x1 = g.op("Split", [q, g.const_i64([hd // 2, hd // 2])], name, n_out=2, axis=-1)
+        r0 = g.op1("Sub", [g.op1("Mul", [x0, cos], name), g.op1("Mul", [x1, sin], name)], name)
+        r1 = g.op1("Add", [g.op1("Mul", [x0, sin], name), g.op1("Mul", [x1, cos], name)], name)
+        q = g.op1("Reshape", [g.op1("Concat", [r0, r1], name, axis=-1), g.const_i64([kvh, heads // kvh, hd])], name)
+
+        keys = g.op1("Slice", [t.present_key, g.const_i64([0]), g.op1("Unsqueeze", [total, g.const_i64([0])], name),
+                               g.const_i64([2])], name)  # [1, kvh, total, hd]: the cache may be longer
+        keys = g.op1("Squeeze", [keys, g.const_i64([0])], name)
+        scores = g.op1("MatMul", [q, g.op1("Transpose", [keys], name, perm=[0, 2, 1])], name)  # [kvh, group, total]
+        scores = g.op1("Mul", [g.op1("Reshape", [scores, g.const_i64([1, heads, -1])], name),
+                               g.const_f32(self.attn_scale())], name)
+        if cfg.attn_softcap > 0:
+            c = float(cfg.attn_softcap)
+            scores = g.op1("Mul", [g.op1("Tanh", [g.op1("Div", [scores, g.const_f32(c)], name)], name),
+                                   g.const_f32(c)], name)
+        if t.sliding:  # keys before position - window + 1 are out of sight
+            first = g.op1("Sub", [total, g.const_i64([cfg.sliding_window])], name)
+            index = g.op1("Range", [g.init("inspect.zero", np.array(0, np.int64)), total,
+                                    g.init("inspect.one", np.array(1, np.int64))], name)
+            hidden = g.op1("Less", [index, first], name)
+            scores = g.op1("Where", [hidden, g.const_f32(float("-inf")), scores], name)
+        return g.op1("Softmax", [scores], name, axis=-1)
 
     def plain_norm(self, x: str, weight: np.ndarray, name: str) -> str:
         """RMS-normalize ``x`` over its last axis."""
@@ -431,6 +590,26 @@ class _Builder:
         values = g.op1("Mul", [g.op1("Sub", [u_rows, g.const_f32(128.0)], "embed"), s_rows], "embed")
         return g.op1("Reshape", [values, g.const_i64([0, 0, d])], "embed")
 
+    def pieces_from_table(self, data: str, scales: str, block: int) -> tuple[str, str, int]:
+        """The pieces of :meth:`embed_from_pieces` (``[V, 2 D/B, B/2]``, the low
+        nibbles' blocks, then the high nibbles') made in the graph from the 8-bit
+        table ``data`` ``[V, D]``: constants the session folds at load. Byte
+        ``i`` of a piece holds elements ``2i`` and ``2i + 1`` (``pack_pairs``)."""
+        g, cfg = self.g, self.cfg
+        v, d = cfg.vocab_size, cfg.d_model
+        pairs = g.op1("Reshape", [data, g.const_i64([v, d // block, block // 2, 2])], "output_pieces")
+        even, odd = g.op("Split", [pairs, g.const_i64([1, 1])], "output_pieces", n_out=2, axis=-1)
+        low_mask = g.init("output_pieces.low_mask", np.array(0x0F, np.uint8))
+        high_mask = g.init("output_pieces.high_mask", np.array(0xF0, np.uint8))
+        shift = g.init("output_pieces.shift", np.array(4, np.uint8))
+        low = g.op1("BitwiseOr", [g.op1("BitwiseAnd", [even, low_mask], "output_pieces"),
+                                  g.op1("BitShift", [odd, shift], "output_pieces", direction="LEFT")], "output_pieces")
+        high = g.op1("BitwiseOr", [g.op1("BitShift", [even, shift], "output_pieces", direction="RIGHT"),
+                                   g.op1("BitwiseAnd", [odd, high_mask], "output_pieces")], "output_pieces")
+        pieces = g.op1("Concat", [low, high], "output_pieces", axis=1)  # [V, 2 D/B, B/2, 1]
+        pieces = g.op1("Reshape", [pieces, g.const_i64([v, 2 * d // block, block // 2])], "output_pieces")
+        return pieces, scales, block
+
     def output_from_pieces(self, x: str) -> str:
         """``x @ embed.T`` from the pieces of :meth:`embed_from_pieces`: one
         ``MatMulNBits`` over ``[x, x]`` with scales ``S`` and ``16 S`` (folded
@@ -472,4 +651,14 @@ def build_decoder(cfg: DecoderConfig, weights: DecoderWeights, *, sink: BinaryIO
     weights are streamed there as they are made, and ``weights.layers`` may be
     an iterator that repacks each layer only when the graph reaches it: a
     model converts in little more memory than its largest tensor needs."""
-    return _Builder(cfg, sink, location).build(weights)
+    return _Builder(cfg, sink, location).build(weights)[0]
+
+
+def build_graphs(cfg: DecoderConfig, weights: DecoderWeights, *, sink: BinaryIO | None = None,
+                 location: str = "") -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The decoder and the inspection graph (see the module text), naming the
+    same weights: with ``sink``, both files refer to the one weights file
+    ``location``, which holds each weight once."""
+    decoder, inspector = _Builder(cfg, sink, location).build(weights, inspector=True)
+    assert inspector is not None
+    return decoder, inspector

@@ -85,28 +85,10 @@ class LoadedModel:
         except Exception as exc:  # tokenizers raises a bare Exception on a bad file
             raise ModelLoadError(f"The tokenizer file {spec.tokenizer_path} is damaged ({exc}).") from exc
 
-        options = ort.SessionOptions()
         self.threads = threads or min(4, os.cpu_count() or 1)
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No memory arena: the arena keeps the largest buffers a long prefill
-        # ever needed (logits of a whole chunk) for the rest of the session;
-        # measured on the default model: peak 660 → 545 MB after 1,000
-        # tokens, prefill and decode times unchanged.
-        options.enable_cpu_mem_arena = False
-        if not spin:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if spec.layout == "lmdesk":
-            # lmdesk's graphs have no quantize/dequantize pairs to fuse; this lets the
-            # dequantized output matrix be folded once at load (see onnx_decoder)
-            options.add_session_config_entry("session.disable_quant_qdq", "1")
-        try:
-            self.session = ort.InferenceSession(str(spec.onnx_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelLoadError(
-                f"onnxruntime cannot load {spec.onnx_path.name} from {self.folder} ({str(exc).splitlines()[0]})."
-            ) from exc
+        self._spin = spin
+        self.session = self._open_session(spec.onnx_path)
+        self._inspection: ort.InferenceSession | None = None
         self._past_names = list(zip(spec.past_key_names, spec.past_value_names))
         # lmdesk's graphs (GroupQueryAttention, an attention mask) keep the cache in place
         self._in_place = spec.layout == "lmdesk" and spec.attention_mask_name is not None
@@ -118,6 +100,56 @@ class LoadedModel:
             n for pair in zip(spec.present_key_names, spec.present_value_names) for n in pair
         ]
 
+    def _open_session(self, path: Path) -> ort.InferenceSession:
+        """An onnxruntime session of the graph ``path`` of this folder."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No memory arena: the arena keeps the largest buffers a long prefill
+        # ever needed (logits of a whole chunk) for the rest of the session;
+        # measured on the default model: peak 660 → 545 MB after 1,000
+        # tokens, prefill and decode times unchanged.
+        options.enable_cpu_mem_arena = False
+        if not self._spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.spec.layout == "lmdesk":
+            # lmdesk's graphs have no quantize/dequantize pairs to fuse; this lets the
+            # dequantized output matrix be folded once at load (see onnx_decoder)
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelLoadError(
+                f"onnxruntime cannot load {path.name} from {self.folder} ({str(exc).splitlines()[0]})."
+            ) from exc
+
+    def inspection_session(self) -> ort.InferenceSession:
+        """The session of the folder's inspection graph (see
+        :mod:`lmdesk.engine.inspect`), loaded on first use: a model that is
+        never looked inside never pays its memory. One sentence
+        (:class:`ModelLoadError`) for a folder that has none."""
+        if self._inspection is None:
+            path = self.spec.inspect_path
+            if self.spec.layout != "lmdesk":
+                raise ModelLoadError(
+                    f"Looking inside a model needs a model folder imported by lmdesk; {self.folder.name} is a "
+                    "Hugging Face ONNX export, whose graph gives only the final scores (import the model's "
+                    "GGUF file with lmdesk to look inside it)."
+                )
+            if path is None:
+                raise ModelLoadError(
+                    f"The model folder {self.folder.name} was made by an older lmdesk: import it again "
+                    "to look inside the model."
+                )
+            self._inspection = self._open_session(path)
+        return self._inspection
+
+    def close_inspection(self) -> None:
+        """Let the inspection session go (its memory: measured +117 MB for
+        SmolLM2, +568 MB for Gemma 3 270M); the next inspection loads it again."""
+        self._inspection = None
+
     @property
     def name(self) -> str:
         return self.spec.name
@@ -126,7 +158,7 @@ class LoadedModel:
         empty = np.zeros((1, self.n_head_kv, 0, self.head_dim), self._kv_dtype)
         return KVCache((empty,) * self.n_layer, (empty,) * self.n_layer, 0)
 
-    def _room_for(self, cache: KVCache, total: int) -> KVCache:
+    def room_for(self, cache: KVCache, total: int) -> KVCache:
         """``cache`` with arrays that hold at least ``total`` positions: the
         same arrays when they do, else larger ones with the cached positions
         copied over (half as large again, in steps of KV_CAPACITY_STEP, at
@@ -168,31 +200,48 @@ class LoadedModel:
             feeds[kname] = np.ascontiguousarray(k)
             feeds[vname] = np.ascontiguousarray(v)
         out = self.session.run(self._output_names, feeds)
-        logits = self._checked(out[0][0].astype(np.float32, copy=False))
+        logits = self.checked(out[0][0].astype(np.float32, copy=False))
         return logits, KVCache(tuple(out[1::2]), tuple(out[2::2]), total)
 
     def _forward_in_place(self, ids: Sequence[int], cache: KVCache, total: int) -> tuple[np.ndarray, KVCache]:
         """lmdesk's graphs: each layer's past and present are bound to the same
         array, where GroupQueryAttention writes the new positions; the
         attention mask tells it how many positions are real."""
+        (logits,), cache = self.run_in_place(self.session, ids, cache, [self.spec.logits_name])
+        return self.checked(logits[0].astype(np.float32, copy=False)), cache
+
+    def run_in_place(self, session: ort.InferenceSession, ids: Sequence[int], cache: KVCache,
+                     outputs: Sequence[str], *, write: bool = True) -> tuple[list[np.ndarray], KVCache]:
+        """Run ``ids`` after ``cache`` through ``session`` (one of this folder's
+        lmdesk graphs, which take and give the cache as the decoder does) with
+        the cache bound in place; return the ``outputs`` named and the cache
+        extended by ``ids``. With ``write=False`` the cache is only read (the
+        new positions go to buffers of the run's own) and comes back as it was:
+        someone else's cache, looked at and left alone."""
         spec = self.spec
-        cache = self._room_for(cache, total)
-        binding = self.session.io_binding()
+        total = cache.length + len(ids)
+        if total > self.context_length:
+            raise ValueError(f"{total} tokens exceed the model's context of {self.context_length}")
+        if write:
+            cache = self.room_for(cache, total)
+        binding = session.io_binding()
         # the bound arrays must outlive the run: onnxruntime reads them in place
         input_ids = np.asarray(ids, dtype=np.int64).reshape(1, len(ids))
         mask = np.ones((1, total), dtype=np.int64)
         binding.bind_cpu_input(spec.input_ids_name, input_ids)
         binding.bind_cpu_input(spec.attention_mask_name, mask)
-        binding.bind_output(spec.logits_name, "cpu")  # first: get_outputs() lists the outputs in binding order
+        for name in outputs:  # first: get_outputs() lists the outputs in binding order
+            binding.bind_output(name, "cpu")
         for (past_k, present_k, past_v, present_v), k, v in zip(self._kv_names, cache.keys, cache.values):
             for past, present, a in ((past_k, present_k, k), (past_v, present_v, v)):
                 binding.bind_input(past, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
-                binding.bind_output(present, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
-        self.session.run_with_iobinding(binding)
-        logits = self._checked(binding.get_outputs()[0].numpy()[0].astype(np.float32, copy=False))
-        return logits, KVCache(cache.keys, cache.values, total)
+                if write:
+                    binding.bind_output(present, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
+        session.run_with_iobinding(binding)
+        values = [v.numpy() for v in binding.get_outputs()[: len(outputs)]]
+        return values, KVCache(cache.keys, cache.values, total) if write else cache
 
-    def _checked(self, logits: np.ndarray) -> np.ndarray:
+    def checked(self, logits: np.ndarray) -> np.ndarray:
         """``logits``, unless a row holds NaN, +infinity or nothing finite:
         then the weights are damaged (a model makes finite scores), and every
         probability computed from the row would be NaN. One maximum per row

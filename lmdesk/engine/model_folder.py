@@ -127,6 +127,9 @@ class ModelSpec:
     present_value_names: tuple[str, ...]
     kv_dtype: str  # numpy dtype name of the cache: "float32" or "float16"
     manifest: dict  # the raw lmdesk manifest, or {} for a Hugging Face folder
+    # lmdesk's inspection graph (lmdesk.engine.inspect), None where the folder has none
+    # (a Hugging Face export, or a folder made by an lmdesk before it)
+    inspect_path: Path | None = None
 
 
 def read_model_folder(folder: Path | str) -> ModelSpec:
@@ -249,6 +252,9 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
     onnx_path = folder / (files.get("model") or MODEL_FILE)
     tokenizer_path = folder / (files.get("tokenizer") or TOKENIZER_FILE)
     _require_file(folder, onnx_path)
+    inspect_path = folder / files["inspect"] if isinstance(files.get("inspect"), str) and files["inspect"] else None
+    if inspect_path is not None:
+        _require_file(folder, inspect_path)
     if isinstance(files.get("weights"), str) and files["weights"]:  # the weights beside the graph
         weights = folder / files["weights"]
         _require_file(folder, weights)
@@ -319,6 +325,7 @@ def _read_lmdesk(folder: Path, manifest_path: Path, manifest) -> ModelSpec:
         present_value_names=present_values,
         kv_dtype=kv_dtype,
         manifest=manifest,
+        inspect_path=inspect_path,
     )
 
 

@@ -14,12 +14,16 @@ MODEL_FILE = "model.onnx"
 # loading 436 → 305 MB, peak after a 1,000-token prefill 550 → 498 MB).
 WEIGHTS_FILE = "model.onnx.data"
 TOKENIZER_FILE = "tokenizer.json"
+# The inspection graph (see lmdesk.convert.onnx_decoder.build_graphs): the
+# decoder with the residual stream, the logit lens and the attention weights
+# of one position as outputs; it shares model.onnx.data and runs only when asked.
+INSPECT_FILE = "inspect.onnx"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 MANIFEST_FORMAT = "lmdesk-model"
 MANIFEST_VERSION = 1
 # Raised whenever the converter's output changes; the default model is
 # prepared again when its folder was made by an older revision.
-CONVERTER_REVISION = 9
+CONVERTER_REVISION = 10  # 10: the inspection graph, inspect.onnx
 # End-of-turn markers of well-known chat templates, stops besides the eos id.
 KNOWN_END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|eom_id|>")
 
@@ -32,6 +36,14 @@ PAST_KEY = "past_key_values.{i}.key"
 PAST_VALUE = "past_key_values.{i}.value"
 PRESENT_KEY = "present.{i}.key"
 PRESENT_VALUE = "present.{i}.value"
+# The inspection graph's outputs, for the last position of its input:
+# the residual after the embeddings and after every block [n_layer + 1, d_model],
+# the output head applied to the residual after every block [n_layer, vocab]
+# (the last row: the model's own logits) and every layer's attention weights
+# over the keys [n_layer, n_head, total_seq].
+INSPECT_HIDDEN = "inspect.hidden"
+INSPECT_LENS = "inspect.lens_logits"
+INSPECT_ATTENTION = "inspect.attention"
 
 
 def past_key(i: int) -> str:
