@@ -5,7 +5,9 @@ Commands:
   lmdesk demo                    the model at work on the command line
   lmdesk score [FILE|-]          every token of a text with its probability, bits, rank, entropy
                                  (--json: one JSON object; --csv: the table as CSV)
+  lmdesk score --conversation F  a conversation (JSON: messages and tools) as the chat template writes it
   lmdesk generate PROMPT         let the model write, token by token
+  lmdesk generate --conversation F   continue a conversation (the assistant's turn)
   lmdesk import-gguf FILE [--out DIR]
   lmdesk prepare-model [--from FILE]
 
@@ -210,17 +212,65 @@ def _print_table(session, tokens, first_index: int = 0) -> None:
         print(f"{first_index + n:>5}  {shown:<20} {st.prob:>8.4f} {st.bits:>7.2f} {st.rank:>6} {st.entropy:>8.2f}  {firsts}")
 
 
+def _conversation_session(args: argparse.Namespace, *, open_reply: bool):
+    """A session holding the conversation of ``--conversation FILE.json``, as
+    the model's (or ``--chat-template``'s) template writes it."""
+    from .engine.conversation_file import read_json
+    from .engine.session import Session
+
+    conversation = read_json(args.conversation)
+    if not conversation.messages:
+        raise LmdeskError(f"{Path(args.conversation).name} holds no messages: there is no conversation to read.")
+    model = _load(args)
+    session = Session(model, top_k=args.top)
+    if session.template is None:
+        raise LmdeskError(f"{model.name} has no chat template to write a conversation with; "
+                          "give one with --chat-template FILE.jinja.")
+    session.apply_conversation(conversation, open_reply=open_reply)
+    return session
+
+
+def _conversation_json(session) -> dict:
+    """What ``score --json --conversation`` prints: ``score --json``'s object
+    with, for every token, the message it belongs to (None for the template's
+    markup) and its turn's role, and the messages read back from the document."""
+    from .engine import export
+    from .engine.document import MARKUP
+
+    data = export.document_json(session.doc.tokens, session.token_text, model=session.model.name)
+    for entry, tok in zip(data["tokens"], session.doc.tokens):
+        seg = session.doc.segments[tok.segment]
+        entry["message"] = None if tok.kind == MARKUP else seg.message
+        entry["role"] = seg.role
+        entry["kind"] = tok.kind
+    data["messages"] = [m.to_dict() for m in session.messages()]
+    if session.tools:
+        data["tools"] = [dict(t) for t in session.tools]
+    data["tools_fallback"] = session.tools_fallback
+    return data
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
+    import json
+
     from .engine import export
     from .engine.session import Session
 
     if args.json and args.csv:
         raise LmdeskError("--csv and --json print the same table in two forms: choose one of them.")
-    text = _read_input(args.file)
-    model = _load(args)
-    session = Session(model, top_k=args.top)
-    session.load_text(text)
-    if args.json:
+    if args.conversation:
+        if args.file != "-":
+            raise LmdeskError("Give either a text FILE or --conversation FILE.json to score, not both.")
+        session = _conversation_session(args, open_reply=False)
+        model = session.model
+    else:
+        text = _read_input(args.file)
+        model = _load(args)
+        session = Session(model, top_k=args.top)
+        session.load_text(text)
+    if args.json and args.conversation:
+        print(json.dumps(_conversation_json(session), ensure_ascii=False))
+    elif args.json:
         print(export.json_text(session.doc.tokens, session.token_text, model=model.name))
     elif args.csv:
         # plain UTF-8 without a byte order mark: this is for pipes and scripts (pandas, csvkit, `cut`),
@@ -258,17 +308,23 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .engine.errors import LmdeskError
     from .engine.session import Session
 
-    if not args.prompt.strip():
+    if args.conversation and args.prompt is not None:
+        raise LmdeskError("Give either a PROMPT or --conversation FILE.json to continue, not both.")
+    if args.conversation is None and (args.prompt is None or not args.prompt.strip()):
         raise LmdeskError("The prompt is empty: give the model something to start from.")
     if args.max_new_tokens < 1:
         raise LmdeskError("--max-new-tokens must be at least 1.")
     settings = _settings(args)
-    model = _load(args)
-    session = Session(model, top_k=args.top)
-    if args.chat:
-        session.end_turn(args.prompt)
+    if args.conversation:
+        session = _conversation_session(args, open_reply=True)
+        model = session.model
     else:
-        session.load_text(args.prompt)
+        model = _load(args)
+        session = Session(model, top_k=args.top)
+        if args.chat:
+            session.end_turn(args.prompt)
+        else:
+            session.load_text(args.prompt)
     start = len(session.doc)
     events = []
     for event in session.generate(settings, args.max_new_tokens):
@@ -288,12 +344,23 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             "tokens": [_token_json(session, t, start + n) | {"sampled_prob": e.sampled_prob}
                        for n, (t, e) in enumerate(zip(new_tokens, events))],
             "total_bits": span.total_bits, "bits_per_token": span.bits_per_token, "perplexity": span.perplexity,
-        }, ensure_ascii=False))
+        } | ({"message": _reply_message(session)} if args.chat or args.conversation else {}), ensure_ascii=False))
     else:
         seed = events[0].seed if events else None
         print(f"\n\n{len(new_tokens)} tokens{f', seed {seed}' if seed is not None else ' (greedy)'}; "
               f"{span.bits_per_token:.2f} bits per token, perplexity {span.perplexity:.2f}", file=sys.stderr)
     return 0
+
+
+def _reply_message(session) -> dict:
+    """The assistant's reply as a message: a tool call the model wrote in its
+    template's format becomes the message's ``tool_calls``."""
+    from .engine.conversation import Message
+    from .engine.tools import parse_tool_calls
+
+    reply = session.messages()[-1]
+    calls, rest = parse_tool_calls(reply.content)
+    return (Message("assistant", rest, calls) if calls else reply).to_dict()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -358,11 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.add_argument("--csv", action="store_true",
                        help="print the table as CSV: position,id,text,prob,logprob,bits,rank,entropy")
+    score.add_argument("--conversation", metavar="FILE.json",
+                       help='score a conversation ({"messages": [...], "tools": [...]}) as the chat template writes '
+                            "it; with --json each token tells its message and role")
     score.set_defaults(func=_cmd_score)
+
+    from . import cli_compare, cli_inspect  # small modules: what they need is imported when they run
+
+    cli_compare.add_parser(sub, _model_options)
+    cli_inspect.add_parser(sub, _model_options)
 
     gen = sub.add_parser("generate", help="let the model write")
     _model_options(gen)
-    gen.add_argument("prompt", help="the text to continue, or with --chat the user's message")
+    gen.add_argument("prompt", nargs="?", help="the text to continue, or with --chat the user's message")
+    gen.add_argument("--conversation", metavar="FILE.json",
+                     help="continue this conversation (the assistant's turn); with --json a tool call the model "
+                          "writes is reported as a parsed message")
     gen.add_argument("--chat", action="store_true", help="wrap the prompt as a user message with the chat template")
     gen.add_argument("--max-new-tokens", type=int, default=100)
     gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")

@@ -79,6 +79,8 @@ _MODEL_WORK = {
     "lmdesk.engine.sampling": ["transformed_probs", "draw", "draw_with", "pipeline", "explain_draw", "softmax"],
     "lmdesk.engine.session": ["position_stats", "log_softmax", "top_indices", "transformed_probs", "draw"],
     "lmdesk.ui.worker": ["explain_draw", "pipeline"],
+    "lmdesk.engine.inspect": ["Inspector.inspect"],
+    "lmdesk.engine.compare": ["score_text", "on_contents", "scored_from_session"],
 }
 
 

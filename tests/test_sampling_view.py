@@ -7,17 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmdesk.convert.gguf_import import import_gguf
 from lmdesk.ui.distribution_view import format_percent
-from test_main_window import end_turn, idle, open_window, run_op
-from tiny_gguf import write_tiny_gguf
+from window_driver import end_turn, idle, open_window, run_op, tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("sampling")
-    import_gguf(write_tiny_gguf(tmp / "tiny.gguf", ctx=128, seed=3), tmp / "model")
-    return tmp / "model"
+    return tiny_model(tmp_path_factory, "sampling")
 
 
 @pytest.fixture

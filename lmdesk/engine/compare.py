@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .document import DocToken
+from .document import CONTENT, DocToken
 from .errors import LmdeskError
 from .model import LoadedModel
 from .session import Progress, Session, ShouldCancel
@@ -390,3 +390,80 @@ def align(text: str, scored: Sequence[Scored]) -> Alignment:
     bits = (sums[:, ends] - sums[:, starts]).T if words else np.zeros((0, len(scored)))
     return Alignment(text=text, models=tuple(s.model for s in scored), words=tuple(words), bits=bits,
                      char_bits=char_bits, token_spans=tuple(s.spans for s in scored))
+
+
+# --------------------------------------------------------------------------------------------------
+# a conversation, each model in its own chat format
+# --------------------------------------------------------------------------------------------------
+
+MESSAGE_GAP = "\n\n"  # between two messages' texts in what a conversation's models are compared on
+
+
+@dataclass(frozen=True)
+class OnContents:
+    """Several models' surprise on a conversation that each read in its own
+    chat format, moved onto the messages' texts alone (the template's markup
+    differs from model to model, so only the messages can be compared)."""
+
+    text: str  # the messages' contents, one after the other, MESSAGE_GAP between two
+    messages: tuple[int, ...]  # the index of the message each part of the text is
+    scored: tuple[Scored, ...]  # per model, on ``text``: its tokens that lie in the messages' texts
+    markup_bits: tuple[float, ...]  # per model, the bits of everything else: role markers, delimiters, tool calls
+
+
+def _content_range(session: Session, scored: Scored, message: int, content: str) -> Span | None:
+    """Where message ``message``'s content lies in ``scored.text``: looked for
+    around the characters of its content tokens (a template may trim it)."""
+    doc = session.doc
+    spans = [scored.spans[i] for i, t in enumerate(doc.tokens)
+             if t.kind == CONTENT and doc.segments[t.segment].message == message]
+    covered = [s for s in spans if s[1] > s[0]]
+    if not covered:
+        return None
+    lo, hi = min(a for a, _ in covered), max(b for _, b in covered)
+    at = scored.text.find(content, max(0, lo - 2), hi + 2)
+    if at >= 0:
+        return at, at + len(content)
+    return lo, hi
+
+
+def on_contents(sessions: Sequence[Session], contents: Sequence[str],
+                parameters: Sequence[int | None] | None = None) -> OnContents:
+    """The models of ``sessions``, each holding the same conversation written
+    with its own template (``contents``: the messages' contents, in order),
+    lined up on the messages' texts: each model's bits on the characters of a
+    message's content in its own document, copied to that message's place in
+    the shared text; the rest of each document (markup) is counted apart."""
+    parts = [(k, c) for k, c in enumerate(contents) if c]
+    text = MESSAGE_GAP.join(c for _, c in parts)
+    places, at = [], 0
+    for k, c in parts:
+        places.append((k, at, at + len(c)))
+        at += len(c) + len(MESSAGE_GAP)
+    out_scored, markup = [], []
+    for n, session in enumerate(sessions):
+        own = scored_from_session(session, session.text(), parameters[n] if parameters else None)
+        bits = np.zeros(len(text), np.float64)
+        token_places: dict[int, Span] = {}
+        for k, start, end in places:
+            found = _content_range(session, own, k, contents[k])
+            if found is None:
+                continue
+            a, b = found
+            width = min(b - a, end - start)
+            bits[start : start + width] = own.char_bits[a : a + width]
+            for i, (ta, tb) in enumerate(own.spans):  # the tokens lying on this message's text, moved along
+                lo, hi = max(ta, a), min(tb, a + width)
+                if lo < hi:
+                    token_places[i] = (start + lo - a, start + hi - a)
+        kept = sorted(token_places)
+        tokens = tuple(own.tokens[i] for i in kept)
+        predicted = sum(t.stats is not None for t in tokens)
+        total = float(bits.sum())  # a token half in a message's text counts the half that is
+        per_token = total / predicted if predicted else 0.0
+        summary = SpanSummary(predicted, total, per_token, 2.0 ** per_token)
+        out_scored.append(Scored(model=own.model, text=text, tokens=tokens,
+                                 spans=tuple(token_places[i] for i in kept), char_bits=bits, summary=summary,
+                                 parameters=own.parameters))
+        markup.append(float(own.char_bits.sum() - bits.sum()))
+    return OnContents(text, tuple(k for k, _, _ in places), tuple(out_scored), tuple(markup))

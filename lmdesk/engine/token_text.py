@@ -535,6 +535,12 @@ class TokenTextTable:
         )
 
     @staticmethod
+    def text_of(text: str) -> TokenText:
+        """A piece of text shown as a chip shows a token's: white space made
+        visible, its marks known (a word of a comparison, say)."""
+        return TokenTextTable._text_of_bytes(text.encode("utf-8"))
+
+    @staticmethod
     def _text_of_bytes(raw: bytes) -> TokenText:
         parts = split_utf8(raw)
         partial = any(isinstance(p, bytes) for p in parts)

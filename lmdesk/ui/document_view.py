@@ -30,6 +30,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
@@ -44,7 +46,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QFrame, QScrollArea, QToolTip, QWidget
 
-from ..engine.document import MARKUP, DocToken, Segment
+from ..engine.document import MARKUP, TOOL_CALL, DocToken, Segment
 from ..engine.token_text import TokenText, characters_made_with
 from .theme import Theme, mix, surprise_color, system_theme, text_on
 
@@ -202,6 +204,10 @@ class DocumentView(QScrollArea):
         self._compact = False
         self._show_ids = False
         self._by_surprise = True
+        # a remark on a message's label: the model's reply holds a tool call it wrote (message index → text)
+        self._notes: dict[int, str] = {}
+        # attention tint: the chips a query token looks at, each tinted by its weight
+        self._attention: tuple[int, np.ndarray, str] | None = None  # query index, weights over 0 … query, label
 
         self._tokens: list[DocToken] = []
         self._segments: list[Segment] = []
@@ -288,6 +294,37 @@ class DocumentView(QScrollArea):
         self._by_surprise = bool(on)
         self._canvas.update()
 
+    def set_attention(self, query: int | None, weights=None, label: str = "") -> None:
+        """Tint each chip ``0 … query`` by how much token ``query`` attends to
+        it (``weights``: one per key, adding up to 1); the strongest weight
+        gets the full tint. ``None``: back to the surprise colours."""
+        if query is None or weights is None:
+            self._attention = None
+        else:
+            w = np.asarray(weights, dtype=np.float64).reshape(-1)
+            self._attention = (int(query), w, label)
+        self._canvas.update()
+
+    def set_notes(self, notes: dict[int, str]) -> None:
+        """Remarks shown after the role over messages (message index → text)."""
+        if notes != self._notes:
+            self._notes = dict(notes)
+            self._canvas.update()
+
+    def attention(self) -> tuple[int, np.ndarray, str] | None:
+        return self._attention
+
+    def attention_tint(self, index: int) -> QColor | None:
+        """The attention tint of chip ``index`` (None: no tint on it)."""
+        if self._attention is None:
+            return None
+        query, w, _ = self._attention
+        if not 0 <= index < w.size:
+            return None
+        top = float(w.max()) if w.size else 0.0
+        share = float(w[index]) / top if top > 0 else 0.0
+        return mix(self._theme.panel, self._theme.highlight, share ** 0.5)  # square root: small weights still show
+
     def select_token(self, index: int | None) -> None:
         if index is not None and not 0 <= index < len(self._tokens):
             index = None
@@ -365,6 +402,10 @@ class DocumentView(QScrollArea):
             raws = [self._texts(t.id).raw for t in self._tokens[lo : index + 5]]
             for ch, first, last in characters_made_with(raws, index - lo):
                 lines.append(f"tokens {first + lo}–{last + lo} together make ‘{ch}’ (U+{ord(ch):04X})")
+        if self._attention is not None and 0 <= index < self._attention[1].size:
+            query, w, label = self._attention
+            lines.append(f"token {query} attends to it with weight {w[index]:.4f} ({w[index] * 100:.2f} %)"
+                         + (f", {label}" if label else ""))
         stats = tok.stats
         if stats is None:
             lines.append("first token: nothing predicted it")
@@ -516,6 +557,19 @@ class DocumentView(QScrollArea):
         if 0 <= tok.segment < len(self._segments):
             return self._segments[tok.segment].role
         return "text"
+
+    def role_label(self, start: int, stop: int) -> str:
+        """The label over the chips ``start`` … ``stop - 1`` of one message: its
+        role, a tool result's function, an assistant's tool calls."""
+        tok = self._tokens[start]
+        seg = self._segments[tok.segment] if 0 <= tok.segment < len(self._segments) else None
+        role = self._role_of(tok)
+        if seg is not None and role == "tool":
+            return f"tool result · {seg.name}" if seg.name else "tool result"
+        if role == "assistant" and any(t.kind == TOOL_CALL for t in self._tokens[start:stop]):
+            return "assistant · tool call"
+        note = self._notes.get(seg.message) if seg is not None and seg.message is not None else None
+        return f"{role} · {note}" if note else role
 
     def _label_h_for(self, role: str) -> int:
         if self._compact or role == "text":
@@ -842,6 +896,7 @@ class DocumentView(QScrollArea):
         for start, stop, role in self._runs:
             if start >= len(rects):
                 break
+            label = self.role_label(start, stop)
             label_h = self._label_h_for(role)
             top = rects[start].top() - label_h
             bottom = self._bottoms[min(stop, len(rects)) - 1]
@@ -856,7 +911,7 @@ class DocumentView(QScrollArea):
                 p.setFont(m.label_font)
                 p.setPen(color)
                 baseline = top + (label_h - m.label_fm.height()) / 2 + m.label_fm.ascent() - m.line_gap * 0.25
-                p.drawText(QPointF(m.indent, baseline), role)
+                p.drawText(QPointF(m.indent, baseline), label)
 
     def _paint_span(self, p: QPainter, span: tuple[int, int], first: int, last: int) -> None:
         m, t = self._m, self._theme
@@ -893,8 +948,12 @@ class DocumentView(QScrollArea):
         rect = self._rects[i]
         r = QRectF(rect)
         stats = tok.stats
-        surprise = surprise_color(stats.bits) if (stats is not None and self._by_surprise) else None
+        if self._attention is not None:  # the tint replaces the surprise colours
+            surprise = self.attention_tint(i)
+        else:
+            surprise = surprise_color(stats.bits) if (stats is not None and self._by_surprise) else None
         markup = tok.kind == MARKUP and not tok.special
+        tool_call = tok.kind == TOOL_CALL and not tok.special
         strip = False
         if tok.special:
             fill = t.special_fill
@@ -911,6 +970,8 @@ class DocumentView(QScrollArea):
             text = text_on(fill) if surprise is not None else t.text
             # on a dark window the darkest chips would melt into it: a faint lighter rim
             outline = QPen(mix(fill, t.text, 0.22), m.line_w) if t.dark else None
+            if tool_call:  # the call's name and arguments, as the template writes them: a rim of the tool colour
+                outline = QPen(t.role_colors.get("tool", t.highlight), m.line_w * 2)
         inner = r.adjusted(0.5 * m.line_w, 0.5 * m.line_w, -0.5 * m.line_w, -0.5 * m.line_w) if outline else r
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(fill)

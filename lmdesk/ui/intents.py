@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+from ..engine.conversation import Conversation, ToolCall
 from ..engine.sampling import SamplingSettings
 
 
@@ -27,6 +28,8 @@ class Intent:
     # saying it is busy and without sending the document again (the window asks for these
     # as it draws, and they take milliseconds)
     quiet: ClassVar[bool] = False
+    # False: a look at the model that leaves the document as it is (no new state is sent after it)
+    changes_document: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,6 +143,41 @@ class SetSystemPrompt(Intent):
     back_to_the_end = True
 
 
+# -- tools and the conversation as data --------------------------------------------------------
+@dataclass(frozen=True)
+class SetTools(Intent):
+    tools: tuple  # JSON-schema function definitions (dicts); () to remove them
+    long = True  # a conversation under way is read again
+
+
+@dataclass(frozen=True)
+class AddToolCall(Intent):
+    call: ToolCall
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class AddToolResult(Intent):
+    content: str
+    function: str  # the function's name; "" for the call waiting for its result
+    back_to_the_end = True
+    long = True
+
+
+@dataclass(frozen=True)
+class ShowConversation(Intent):
+    """The conversation as data, for the JSON window."""
+    quiet = True
+
+
+@dataclass(frozen=True)
+class ApplyConversation(Intent):
+    conversation: Conversation
+    back_to_the_end = True
+    long = True
+
+
 # -- settings and the model writing --------------------------------------------------------
 @dataclass(frozen=True)
 class SetSettings(Intent):
@@ -162,6 +200,38 @@ class ExplainNext(Intent):
     """What the sampling settings do to the next token's distribution (for the Sampling tab)."""
     revision: int  # the document it is asked for: an answer about an older one is not shown
     quiet = True
+
+
+@dataclass(frozen=True)
+class Inspect(Intent):
+    """Look inside the model as it predicts token ``position`` (the Inside tab)."""
+    position: int  # P: the model's state at token P - 1
+    revision: int  # the document it is asked for
+    long = True  # the first look loads the inspection graph; a long document's cache takes a while
+    changes_document = False
+
+
+# -- a second model, to compare ---------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadSecond(Intent):
+    """Load a second model beside the first and score the document's text with both."""
+    folder: str
+    revision: int
+    long = True
+    changes_document = False
+
+
+@dataclass(frozen=True)
+class CloseSecond(Intent):
+    changes_document = False
+
+
+@dataclass(frozen=True)
+class Compare(Intent):
+    """Score the document's text with the second model too, and align the two by the text."""
+    revision: int
+    long = True
+    changes_document = False
 
 
 @dataclass(frozen=True)

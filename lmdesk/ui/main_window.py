@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
     QComboBox,
+    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -55,16 +56,20 @@ from ..engine.token_text import TokenTextTable
 from . import export_actions
 from .intents import ALL as INTENTS
 from .intents import (
-    AppendToken, EndTurn, ExplainNext, Generate, ImportGguf, Intent, LoadModel, LoadText, NewConversation, OpenConversation,
+    AddToolCall, AddToolResult, AppendToken, ApplyConversation, CloseSecond, Compare, EndTurn, ExplainNext, Generate,
+    Inspect, LoadSecond, SetTools, ShowConversation, ImportGguf, Intent, LoadModel, LoadText, NewConversation, OpenConversation,
     PrepareDefault, Replace, ReplaceText, ResetResponse, SaveConversation, SetK, SetSettings, SetSystemPrompt, Step,
     Undo, UseFamilyTemplate,
 )
 from . import theme as themes
 from .distribution_view import DistributionView
 from .document_view import DocumentView, format_prob
+from .inside_view import InsideView
 from .sampling_view import SamplingView
 from .surprise_plot import SurprisePlot
-from .worker import EngineClient, EngineState, ModelInfo, SamplingShown
+from .compare_view import CompareView
+from .conversation_panel import ConversationJsonDialog, ToolsPanel
+from .worker import Compared, EngineClient, EngineState, Inspected, ModelInfo, SamplingShown, ToolsState
 
 BASE_POINT_SIZE = 10.0
 def reference_points(s) -> str:
@@ -188,6 +193,7 @@ class MainWindow(QMainWindow):
         self._plot_first = 0  # the plot is drawn less often: the first position it has not drawn since
         self._sampling: SamplingShown | None = None  # what the Sampling tab shows
         self._sampling_asked = -1  # the revision the Sampling tab last asked about
+        self._inside_asked: tuple[int, int] | None = None  # (revision, position) the Inside tab last asked about
         self._draw_timer = QTimer(self)
         self._draw_timer.setSingleShot(True)
         self._draw_timer.timeout.connect(self.draw_pending)
@@ -234,6 +240,10 @@ class MainWindow(QMainWindow):
         self.end_turn.setToolTip("Add your message and the markers that open the assistant's reply (Ctrl+Enter)")
         self.new_conv = QPushButton("New conversation")
         lv.addWidget(self.end_turn)
+        self.tools_panel = ToolsPanel()
+        lv.addWidget(self.tools_panel)
+        self.json_dialog = ConversationJsonDialog(self)
+        self._json_asked = False  # the JSON window waits for the conversation it asked for
 
         # the model writes: a toolbar, which folds what does not fit into a menu
         self.generate = QPushButton("Generate response")
@@ -401,7 +411,29 @@ class MainWindow(QMainWindow):
         self.right_tabs.addTab(sampling_page, "Sampling")
         self.right_tabs.setTabToolTip(1, "How the next token is chosen: logits, temperature, top-k, top-p, "
                                          "and the random number that picked it")
+        self.inside_view = InsideView()
+        inside_page = QScrollArea()
+        inside_page.setWidgetResizable(True)
+        inside_page.setFrameShape(QFrame.Shape.NoFrame)
+        inside_inner = QWidget()
+        iv = QVBoxLayout(inside_inner)
+        iv.setContentsMargins(6, 6, 6, 6)
+        iv.addWidget(self.inside_view)
+        inside_page.setWidget(inside_inner)
+        self._inside_page = inside_page
+        self.right_tabs.addTab(inside_page, "Inside")
+        self.right_tabs.setTabToolTip(2, "Inside the model at the clicked token: the logit lens layer by layer, "
+                                         "and the attention to the tokens before it")
         split.addWidget(self.right_tabs)
+        # the compare view lives in a window of its own, opened from the View menu
+        self.compare_view = CompareView()
+        self.compare_window = QMainWindow(self)
+        self.compare_window.setWindowTitle("Compare two models — lmdesk")
+        self.compare_window.setCentralWidget(self.compare_view)
+        self.compare_window.resize(1100, 700)
+        self._second_name: str | None = None
+        self._second_folder: str | None = None
+        self._compared: Compared | None = None
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 3)
         split.setStretchFactor(2, 2)
@@ -484,6 +516,10 @@ class MainWindow(QMainWindow):
         self.act_copy.setShortcut(QKeySequence.StandardKey.Copy)
         self.act_copy_table = QAction("Copy as table", self)
         self.act_copy_table.setShortcut(QKeySequence("Ctrl+Shift+C"))
+        self.act_json = QAction("Conversation as JSON…", self)
+        self.act_json.setShortcut(QKeySequence("Ctrl+J"))
+        self.act_json.setToolTip("The conversation as data: messages, tool calls and tools, to read, edit and apply")
+        e.addAction(self.act_json)
         for a in (self.act_copy, self.act_copy_table):
             # only while the document or the plot has the keyboard: Ctrl+C in a text box copies its own text
             a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -514,6 +550,11 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         for a in (self.act_contrast, self.act_compact, self.act_ids, self.act_colour):
             v.addAction(a)
+        v.addSeparator()
+        self.act_compare = QAction("Compare with a second model…", self)
+        self.act_compare.setShortcut(QKeySequence("Ctrl+M"))
+        self.act_compare.setToolTip("Score the document's text with a second model too: where is each more surprised?")
+        v.addAction(self.act_compare)
 
     def _connect(self) -> None:
         w = self.client.worker
@@ -526,6 +567,23 @@ class MainWindow(QMainWindow):
         w.progress.connect(self.on_progress)
         w.notice.connect(self.status.setText)
         w.samplingShown.connect(self.on_sampling_shown)
+        w.inspected.connect(self.on_inspected)
+        w.secondChanged.connect(self.on_second_changed)
+        w.toolsShown.connect(self.on_tools_shown)
+        w.conversationShown.connect(self.on_conversation_shown)
+        self.tools_panel.opened.connect(lambda _on: QTimer.singleShot(0, self.fit_left_panel))
+        self.tools_panel.toolsApplied.connect(lambda tools: self.send(SetTools(tuple(tools))))
+        self.tools_panel.callAdded.connect(lambda call: self.send(AddToolCall(call)))
+        self.tools_panel.resultAdded.connect(lambda text, name: self.send(AddToolResult(text, name)))
+        self.act_json.triggered.connect(self.open_json)
+        self.json_dialog.applied.connect(self.do_apply_json)
+        w.compared.connect(self.on_compared)
+        self.act_compare.triggered.connect(self.open_compare)
+        self.compare_view.loadRequested.connect(self.do_load_second)
+        self.compare_view.closeRequested.connect(lambda: self.client.send(CloseSecond()))
+        self.compare_view.compareRequested.connect(lambda: self.client.send(Compare(self.state.revision)))
+        self.inside_view.attentionShown.connect(self.on_attention_shown)
+        self.inside_view.keyClicked.connect(self.on_token_clicked)
 
         self.end_turn.clicked.connect(self.do_end_turn)
         self.message.submitted.connect(self.do_end_turn)
@@ -536,7 +594,7 @@ class MainWindow(QMainWindow):
         self.cancel.clicked.connect(self.client.stop)
         self.greedy_step.clicked.connect(lambda: self.send(Step(True)))
         self.sample_step.clicked.connect(self.do_sample_step)
-        self.right_tabs.currentChanged.connect(lambda _i: self.ask_sampling())
+        self.right_tabs.currentChanged.connect(self.on_right_tab)
         self.undo.clicked.connect(lambda: self.send(Undo()))
         self.act_undo.triggered.connect(lambda: self.undo.isEnabled() and self.send(Undo()))
         self.reset_response.clicked.connect(lambda: self.send(ResetResponse()))
@@ -612,6 +670,152 @@ class MainWindow(QMainWindow):
         self._sampling_asked = -1  # the settings changed: the Sampling tab asks again
         self.ask_sampling()
 
+    # -- tools and the conversation as JSON -------------------------------------------------------
+    def on_tools_shown(self, ts: ToolsState) -> None:
+        self.tools_panel.set_tools(ts.tools)
+        if ts.template_writes_tools is None:
+            support = "This model has no chat template: tools need a conversation."
+        elif ts.template_writes_tools:
+            support = ("The chat template has its own format for tools: the definitions, calls and results are "
+                       "written in it, as models of its family were trained to read and write them.")
+        else:
+            support = ("This model's chat template has no format for tools, so lmdesk writes them itself, clearly "
+                       "labelled: the definitions as JSON in the system message, calls and results as text turns. "
+                       "The model was not trained on this: what it makes of them is a guess.")
+        self.tools_panel.set_support(support)
+        self.tools_panel.set_pending_call(ts.pending[0] if ts.pending else None)
+        last = max((seg.message for seg in self.state.segments if seg.message is not None), default=None)
+        notes = {}
+        if ts.pending and last is not None:
+            names = ", ".join(c.name for c in ts.pending)
+            notes[last] = f"wrote a tool call: {names} (add its result in Tools)"
+        self.doc_view.set_notes(notes)
+
+    def open_json(self) -> None:
+        self._json_asked = True
+        self.json_dialog.editor.setPlainText("")
+        self.json_dialog.say("")
+        self.json_dialog.show()
+        self.json_dialog.raise_()
+        if self.info is None:
+            self.json_dialog.say("No model is loaded yet.")
+            return
+        self.client.send(ShowConversation())
+
+    def do_apply_json(self, conversation) -> None:
+        self.send(ApplyConversation(conversation))
+        self._json_asked = True  # then the window shows what the document holds, read back from its tokens
+        self.client.send(ShowConversation())
+
+    def on_conversation_shown(self, conversation) -> None:
+        if self._json_asked:
+            self._json_asked = False
+            self.json_dialog.set_conversation(conversation)
+
+    # -- comparing with a second model ------------------------------------------------------------
+    def open_compare(self) -> None:
+        self.update_compare_models()
+        if self._compared is None:
+            self.compare_view.clear("Load a second model to compare: the document's text, exactly as it is, "
+                                    "is scored by both, and the two are lined up word by word.")
+        self.compare_window.show()
+        self.compare_window.raise_()
+        self.compare_window.activateWindow()
+
+    def do_load_second(self, folder: str) -> None:
+        self._second_folder = folder
+        self.client.send(LoadSecond(folder, self.state.revision))
+
+    def update_compare_models(self) -> None:
+        from ..engine.model_library import installed_models
+
+        mine = Path(self.info.folder).resolve() if self.info else None
+        choices = [(f"{e.name} ({e.architecture})", str(e.folder)) for e in installed_models()
+                   if e.folder.resolve() != mine]
+        second = self._second_folder
+        if self._second_name and second and all(Path(f).resolve() != Path(second).resolve() for _, f in choices):
+            choices.append((self._second_name, second))  # a folder chosen from elsewhere
+        self.compare_view.set_models(self.info.name if self.info else "", self._second_name, choices)
+
+    def on_second_changed(self, name: str) -> None:
+        self._second_name = name or None
+        if not name:
+            self._compared = None
+            self.compare_view.clear("The second model is closed (its memory is free again). Load one to compare.")
+        self.update_compare_models()
+
+    def on_compared(self, compared: Compared) -> None:
+        self._compared = compared
+        self.compare_view.set_result(compared.alignment, list(compared.figures), list(compared.scored))
+        self.compare_view.set_busy(False, self.compare_note())
+
+    def compare_note(self) -> str:
+        """What the compare window says of the comparison on show."""
+        c = self._compared
+        if c is None:
+            return ""
+        if c.revision != self.state.revision:
+            return ("The document has changed since the two models compared it: Score again to compare it as it "
+                    "is now.")
+        if c.markup_bits is None:
+            return "Both models read the document's text exactly as it is."
+        a, b = (f.model for f in c.figures)
+        return (f"Each model read the conversation in its own chat format; only the messages' texts are compared "
+                f"(the template's markup and tool calls: {a} {c.markup_bits[0]:,.1f} bits, {b} "
+                f"{c.markup_bits[1]:,.1f} bits).")
+
+    # -- the Inside tab -------------------------------------------------------------------------
+    def inside_visible(self) -> bool:
+        return self.right_tabs.currentWidget() is self._inside_page
+
+    def on_right_tab(self, _index: int) -> None:
+        if not self.inside_visible():
+            self.doc_view.set_attention(None)  # the tint belongs to the Inside tab
+        elif self.inside_view.shown is not None:
+            self.inside_view.set_inspection(self.inside_view.shown, lambda i: self.texts(i).display)
+        self.ask_sampling()
+        self.ask_inside()
+
+    def inside_position(self) -> int | None:
+        """P, the token whose prediction the Inside tab looks at: the clicked
+        chip's, or the token after the text."""
+        n = len(self.state.tokens)
+        return n if self.position is None else self.position
+
+    def ask_inside(self) -> None:
+        """Ask the worker to look inside at the shown position, when the
+        Inside tab shows and does not show that position of this document yet."""
+        state = self.state
+        if not self.inside_visible() or self.busy or self.info is None:
+            return
+        if not state.tokens:
+            self.inside_view.clear("The document is empty: write something to look inside the model.")
+            self._inside_asked = None
+            return
+        p = self.inside_position()
+        if p == 0:
+            self.inside_view.clear("Token 0 is the first token: nothing predicted it. Click a later token.")
+            self._inside_asked = None
+            return
+        key = (state.revision, p)
+        shown = self.inside_view.shown
+        if self._inside_asked == key or (shown is not None and (shown.revision, shown.inspection.position) == key):
+            return
+        self._inside_asked = key
+        self.client.send(Inspect(p, state.revision))
+
+    def on_inspected(self, shown: Inspected) -> None:
+        if self.texts is None or shown.revision != self.state.revision:
+            return  # the document moved on meanwhile
+        self.inside_view.set_inspection(shown, lambda i: self.texts(i).display)
+        QTimer.singleShot(0, lambda: self.inside_visible() and self.fit_side_panel(self.inside_view.needed_width()))
+
+    def on_attention_shown(self, query: int, weights, label: str) -> None:
+        if query < 0 or not self.inside_visible():
+            self.doc_view.set_attention(None)
+        else:
+            self.doc_view.set_attention(query, weights, label)
+
     # -- the Sampling tab -----------------------------------------------------------------------
     def sampling_visible(self) -> bool:
         return self.right_tabs.currentWidget() is self.sampling_view.parentWidget()
@@ -651,12 +855,16 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self.fit_sampling_table)
 
     def fit_sampling_table(self) -> None:
+        if self.sampling_visible():
+            self.fit_side_panel(self.sampling_view.needed_width())
+
+    def fit_side_panel(self, needed: int) -> None:
         """Widen the side panel, at the document's expense (a quarter of it at
-        most), until the Sampling table's columns all show."""
+        most), to ``needed`` pixels: until a tab's table shows all its columns."""
         sizes = self.split.sizes()
-        if not self.sampling_visible() or len(sizes) != 3:
+        if len(sizes) != 3:
             return
-        short = self.sampling_view.needed_width() - sizes[2]
+        short = needed - sizes[2]
         if short > 0:
             take = min(short, sizes[1] // 4)
             self.split.setSizes([sizes[0], sizes[1] - take, sizes[2] + take])
@@ -854,6 +1062,7 @@ class MainWindow(QMainWindow):
     # -- receiving -------------------------------------------------------------------------------
     def on_model_loaded(self, info: ModelInfo) -> None:
         self.info = info
+        self.update_compare_models()
         self.missing.setVisible(False)
         self.texts = TokenTextTable(info.tokenizer, info.special_ids)
         self.model_label.setText(f"<b>{info.name}</b><br>context {info.context_length:,} tokens · "
@@ -952,6 +1161,8 @@ class MainWindow(QMainWindow):
             self.update_span_label()
         self._set_enabled()
         self.ask_sampling()
+        self.ask_inside()
+        self.ask_inside()
         self.stateShown.emit(state)
 
     def on_busy(self, busy: bool, what: str) -> None:
@@ -978,6 +1189,13 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, 0)
         self._set_enabled()
         self.ask_sampling()
+        self.ask_inside()
+        if busy:
+            self.compare_view.set_busy(True, {"load_second": "Loading the second model and scoring the text…",
+                                              "compare": "The second model reads the text…"}.get(
+                what, "The model is busy; comparing waits until it is done."))
+        else:
+            self.compare_view.set_busy(False, self.compare_note())
 
     def on_progress(self, fraction: float, message: str) -> None:
         # the bar and the status line are redrawn at most four times a second (a progress
@@ -1017,6 +1235,8 @@ class MainWindow(QMainWindow):
                                        and self.state.response_start < len(self.state.tokens))
         self.stop.setEnabled(self.busy)
         self.dist.setEnabled(ready)
+        self.tools_panel.set_ready(ready)
+        self.json_dialog.buttons.button(QDialogButtonBox.StandardButton.Apply).setEnabled(ready)
         for a in (self.act_open, self.act_import, self.act_prepare, self.act_score, self.act_open_conv,
                   self.act_save_conv, self.act_reopen_last):
             a.setEnabled(not self.busy)
@@ -1039,6 +1259,7 @@ class MainWindow(QMainWindow):
     def show_position(self, index: int | None) -> None:
         """Show the distribution at ``index`` (what predicted that token), or the next token's."""
         self.position = index
+        self.ask_inside()
         texts = self.texts
         if texts is None:
             return
@@ -1139,7 +1360,8 @@ class MainWindow(QMainWindow):
         # the style draws input borders and check boxes a shade darker than the window: on
         # black, nothing. High contrast draws them in the text colour itself.
         QApplication.instance().setStyleSheet(themes.contrast_style_sheet(theme) if theme is themes.HIGH_CONTRAST else "")
-        for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view):
+        for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view, self.inside_view,
+                  self.compare_view):
             w.set_theme(theme)
         self.banner.setStyleSheet(
             f"QLabel {{ background: {theme.highlight.name()}; color: {themes.text_on(theme.highlight).name()}; "
@@ -1153,9 +1375,11 @@ class MainWindow(QMainWindow):
         app.setFont(font)
         if app.styleSheet():  # widgets under a style sheet keep the font they had until it is set again
             app.setStyleSheet(app.styleSheet())
-            for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view):
+            for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view, self.inside_view,
+                      self.compare_view):
                 w.set_theme(self.theme)  # ... and lose their own palettes to it
-        for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view):
+        for w in (self.doc_view, self.dist, self.surprise, self.legend, self.sampling_view, self.inside_view,
+                  self.compare_view):
             w.set_zoom(self.zoom)
         self.update_span_label()
         # the controls' new minimum width is known once Qt has re-laid them out

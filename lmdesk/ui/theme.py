@@ -119,9 +119,9 @@ class Theme:
 def _role_colors(dark: bool) -> dict[str, QColor]:
     if dark:
         return {"system": QColor("#b48ead"), "user": QColor("#88c0d0"), "assistant": QColor("#a3be8c"),
-                "text": QColor("#d8dee9")}
+                "tool": QColor("#ebcb8b"), "text": QColor("#d8dee9")}
     return {"system": QColor("#7b3f8c"), "user": QColor("#1f5f99"), "assistant": QColor("#2e7d32"),
-            "text": QColor("#4c566a")}
+            "tool": QColor("#a0522d"), "text": QColor("#4c566a")}
 
 
 LIGHT = Theme(
@@ -141,7 +141,7 @@ HIGH_CONTRAST = Theme(
     panel=QColor("#1a1a1a"), special_fill=QColor("#000000"), special_outline=QColor("#ffffff"),
     selection=QColor(255, 255, 0, 110), highlight=QColor("#ffff00"),
     role_colors={"system": QColor("#ff80ff"), "user": QColor("#80ffff"), "assistant": QColor("#80ff80"),
-                 "text": QColor("#ffffff")},
+                 "tool": QColor("#ffc040"), "text": QColor("#ffffff")},
     bar=QColor("#80ffff"), bar_sampled=QColor(255, 255, 0, 170),
 )
 
@@ -197,5 +197,5 @@ def contrast_style_sheet(theme: Theme) -> str:
         f"QPushButton {{ border: 2px solid {text}; border-radius: 3px; padding: 3px 8px; background: {window}; "
         f"color: {text}; }}"
         f"QPushButton:disabled {{ border-color: {theme.muted.name()}; color: {theme.muted.name()}; }}"
-        f"QPushButton:pressed {{ background: {high}; color: {window}; }}"
+        f"QPushButton:pressed, QPushButton:checked {{ background: {high}; color: {window}; }}"
     )

@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..engine.document import DocToken, Segment, first_difference
 from ..engine.errors import Cancelled, LmdeskError
+from ..engine.inspect import Inspection, Inspector
 from ..engine.sampling import Draw, Pipeline, SamplingSettings, explain_draw, new_seed, pipeline
 from ..engine.session import NextDistribution, Session
 from .intents import ALL as INTENTS
@@ -69,6 +70,40 @@ class SamplingShown:
 
 
 @dataclass(frozen=True)
+class Inspected:
+    """One position looked inside, for the Inside tab."""
+
+    revision: int  # the document's revision it belongs to
+    inspection: Inspection
+    key_ids: tuple[int, ...]  # the ids of the tokens 0 … P - 1 (the query is the last)
+    followed: int  # the token followed layer by layer: the actual next one, or the model's final choice
+    followed_probs: tuple[float, ...]  # its probability under each layer's lens
+
+
+@dataclass(frozen=True)
+class ToolsState:
+    """What the tools panel shows."""
+
+    tools: tuple  # the conversation's tool definitions
+    template_writes_tools: bool | None  # the model's template has a format for them (None: no template)
+    fallback: bool  # lmdesk's labelled fallback writes them (the model was not trained on it)
+    pending: tuple  # tool calls the model's last reply wrote, waiting for a result (ToolCall)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The document's text scored by the window's model and the second one, aligned by the text."""
+
+    revision: int
+    alignment: object  # lmdesk.engine.compare.Alignment
+    figures: tuple  # lmdesk.engine.compare.Figures, one per model
+    scored: tuple  # lmdesk.engine.compare.Scored, one per model
+    # a conversation, each model in its own chat format: the bits of each one's markup, apart from
+    # the messages' texts compared; None when both read the document's text as it is
+    markup_bits: tuple | None = None
+
+
+@dataclass(frozen=True)
 class Request:
     intent: Intent
     seq: int = 0  # the order it was sent in: Stop applies to everything sent before it
@@ -96,10 +131,17 @@ class EngineWorker(QObject):
     progress = Signal(float, str)  # fraction (negative: unknown), message
     notice = Signal(str)  # a short remark for the status bar
     samplingShown = Signal(object)  # SamplingShown
+    inspected = Signal(object)  # Inspected
+    secondChanged = Signal(str)  # the second model's name; "" when it is closed
+    toolsShown = Signal(object)  # ToolsState, after each request that may change the conversation
+    conversationShown = Signal(object)  # a Conversation, asked for by the JSON window
+    compared = Signal(object)  # Compared
 
     def __init__(self) -> None:
         super().__init__()
         self.session: Session | None = None
+        self._inspector: Inspector | None = None  # for the session's model, made on the first look inside
+        self.second = None  # a second LoadedModel, to compare with (loaded on demand, closed to free its memory)
         self.settings = SamplingSettings()
         self.k = 20
         self.stop_before = 0  # requests numbered below this are to stop (set from the UI thread)
@@ -130,7 +172,9 @@ class EngineWorker(QObject):
             log.error("request %s failed:\n%s", intent, traceback.format_exc())
             self.failed.emit(f"Something went wrong inside lmdesk ({type(exc).__name__}: {exc}); your work is kept.")
         finally:
-            self._publish()
+            if intent.changes_document:
+                self._publish()
+                self._publish_tools()
             self.handled = request.seq
             self.busyChanged.emit(False, "")
 
@@ -173,6 +217,18 @@ class EngineWorker(QObject):
             )
         )
 
+    def _publish_tools(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        try:
+            writes = None if s.template is None else bool(s.template.supports_tools)
+            in_chat = any(seg.message is not None for seg in s.doc.segments)
+            pending = s.generated_tool_calls() if in_chat else ()
+            self.toolsShown.emit(ToolsState(tuple(s.tools), writes, bool(in_chat and s.tools_fallback), pending))
+        except LmdeskError as exc:  # a template that fails on its test conversation: the panel says nothing
+            log.info("tools state unavailable: %s", exc)
+
     def _need(self) -> Session:
         if self.session is None:
             raise LmdeskError("No model is loaded yet.")
@@ -197,6 +253,9 @@ class EngineWorker(QObject):
         # window (2 threads, 3 runs each) SmolLM2 19.8–21.2 → 21.4–23.5 tokens/s
         model = LoadedModel(folder, threads=threads or window_threads(), chat_template=chat_template, spin=False)
         old = self.session
+        if self._inspector is not None:  # the inspection graph of the model going away goes with it
+            self._inspector.close()
+            self._inspector = None
         self.session = Session(model, top_k=TOP_K_STORED)
         self._last_tokens, self._last_segments = (), ()
         self._announce()
@@ -249,7 +308,7 @@ class EngineWorker(QObject):
             if any(seg.message is not None for seg in old.doc.segments):
                 if new.template is None:
                     return f"Switched to {name}, which has no chat template: a new document starts."
-                new.rewrite_conversation(old.messages())
+                new.rewrite_conversation(old.messages(), tools=old.tools)
             else:
                 new.rewrite_conversation([], old.text())
         except LmdeskError as exc:
@@ -380,6 +439,92 @@ class EngineWorker(QObject):
                              seed=seed, step=step)
         s.append_token(drawn.token_id)
         self.samplingShown.emit(SamplingShown(self._revision + 1, drawn.pipeline, drawn, len(s.doc) - 1))
+
+    def _op_inspect(self, position: int, revision: int) -> None:
+        s = self._need()
+        if revision != self._revision:
+            return  # asked about a document that has changed since
+        if self._inspector is None or self._inspector.model is not s.model:
+            if self._inspector is not None:
+                self._inspector.close()  # the model it looked into is gone: so is its graph
+            self._inspector = Inspector(s.model)
+        ids = s.ids
+        # the document's own cache holds the tokens before P: one step of the inspection graph
+        ins = self._inspector.inspect(ids, position, top=5, should_cancel=self._should_cancel, cache=s.cache)
+        followed = ins.actual_id if ins.actual_id is not None else ins.layers[-1].top_ids[0]
+        self.inspected.emit(Inspected(revision, ins, tuple(ids[:position]), followed,
+                                      tuple(float(ins.probs(layer.layer)[followed]) for layer in ins.layers)))
+
+    # -- tools and the conversation as data ---------------------------------------------------
+    def _op_set_tools(self, tools: tuple) -> None:
+        self._need().set_tools(list(tools))
+
+    def _op_add_tool_call(self, call) -> None:
+        self._need().add_tool_call(call.name, dict(call.arguments), call.id)
+
+    def _op_add_tool_result(self, content: str, function: str) -> None:
+        self._need().add_tool_result(content, function or None, progress=self._progress("The model reads the result"),
+                                     should_cancel=self._should_cancel)
+
+    def _op_show_conversation(self) -> None:
+        self.conversationShown.emit(self._need().conversation())
+
+    def _op_apply_conversation(self, conversation) -> None:
+        self._need().apply_conversation(conversation, progress=self._progress("The model reads the conversation"),
+                                        should_cancel=self._should_cancel)
+
+    # -- a second model ------------------------------------------------------------------------
+    def _op_load_second(self, folder: str, revision: int) -> None:
+        from ..engine.model import LoadedModel
+
+        self._need()
+        self.progress.emit(-1.0, f"Loading the second model from {folder}")
+        if self.second is not None:  # one second model at a time: the old one goes first
+            self.second = None
+            self.secondChanged.emit("")
+        self.second = LoadedModel(folder, threads=window_threads(), spin=False)
+        self.secondChanged.emit(self.second.name)
+        self._op_compare(revision)
+
+    def _op_close_second(self) -> None:
+        import gc
+
+        self.second = None
+        gc.collect()
+        self.secondChanged.emit("")
+
+    def _op_compare(self, revision: int) -> None:
+        from ..engine.compare import align, estimated_parameters, figures, on_contents, scored_from_session
+
+        s = self._need()
+        if self.second is None:
+            raise LmdeskError("Load a second model first: the document's text is then scored by both.")
+        if revision != self._revision:
+            return  # asked about a document that has changed since
+        if not s.doc.tokens:
+            raise LmdeskError("The document is empty: there is no text for the two models to compare.")
+        sizes = (estimated_parameters(s.model), estimated_parameters(self.second))
+        in_chat = any(seg.message is not None for seg in s.doc.segments)
+        other = Session(self.second, top_k=TOP_K_STORED)
+        if in_chat and other.template is not None:
+            # a conversation: each model reads it in its own chat format; the messages' texts are compared
+            conversation = s.conversation()
+            other.apply_conversation(conversation, progress=self._progress(f"{self.second.name} reads the conversation"),
+                                     should_cancel=self._should_cancel)
+            both = on_contents((s, other), [m.content for m in conversation.messages], sizes)
+            text, pair, markup = both.text, both.scored, both.markup_bits
+            if not text:
+                raise LmdeskError("The conversation's messages are empty: there is no text for the two models to "
+                                  "compare.")
+        else:
+            text = s.text()
+            other.load_text(text, progress=self._progress(f"{self.second.name} reads the text"),
+                            should_cancel=self._should_cancel)
+            pair = (scored_from_session(s, text, sizes[0]), scored_from_session(other, text, sizes[1]))
+            markup = None
+        alignment = align(text, pair)
+        words = len(alignment.words)
+        self.compared.emit(Compared(revision, alignment, tuple(figures(x, words) for x in pair), pair, markup))
 
     def _op_explain_next(self, revision: int) -> None:
         s = self.session
