@@ -92,3 +92,22 @@ def test_the_table_gets_the_room_it_needs_once(qtbot, win) -> None:
         qtbot.waitUntil(lambda t=t: win.sampling_view.pipe.settings.temperature == t, timeout=10_000)
         qtbot.wait(20)
     assert win.split.sizes() == first
+
+
+def test_a_clicked_token_shows_what_the_settings_would_have_done_there(qtbot, win) -> None:
+    """For a chip, the pipeline of the prediction that chose it: its first
+    candidates are those of the chart at that position, the chip's own token marked."""
+    end_turn(qtbot, win, "hello there, how are you")
+    win.right_tabs.setCurrentIndex(1)
+    i = len(win.state.tokens) - 8
+    win.on_token_clicked(i)
+    view = win.sampling_view
+    qtbot.waitUntil(lambda: view.pipe is not None and view.actual == win.state.tokens[i].id, timeout=20_000)
+    st = win.state.tokens[i].stats  # the decoder's own statistics at that position
+    shown = len(view.pipe.rows)
+    assert [r.token_id for r in view.pipe.rows] == list(st.top_ids[:shown])
+    assert [r.p_model for r in view.pipe.rows] == pytest.approx(list(st.top_probs[:shown]), abs=1e-5)
+    assert f"How token {i:,} would be chosen" in view.heading.text()
+    assert f"The document has ‘{win.texts(win.state.tokens[i].id).display}’ here" in view.steps.text()
+    win.temperature.setValue(1.5)  # new settings: the same position again, under them
+    qtbot.waitUntil(lambda: view.pipe.settings.temperature == 1.5 and view.actual is not None, timeout=20_000)

@@ -92,6 +92,9 @@ class InsideView(QWidget):
         self.by_layer.setYRange(0, 1, padding=0.05)
         self.by_layer.getAxis("left").setTicks([[(0, "0"), (0.5, "0.5"), (1, "1")]])
         self._curve = self.by_layer.plot([], [], pen=pg.mkPen(width=2), symbol="o", symbolSize=6)
+        self.by_layer_title = QLabel()
+        self.by_layer_title.setWordWrap(True)
+        v.addWidget(self.by_layer_title)
         v.addWidget(self.by_layer)
 
         self.attention_title = QLabel()
@@ -104,12 +107,14 @@ class InsideView(QWidget):
         row.addWidget(self.layer)
         row.addWidget(QLabel("Head"))
         self.head = QComboBox()
+        self.head.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.head.setMinimumContentsLength(8)
         row.addWidget(self.head, 1)
-        self.on_chips = QCheckBox("On the chips")
+        v.addLayout(row)
+        self.on_chips = QCheckBox("Tint the chips by it")
         self.on_chips.setChecked(True)
         self.on_chips.setToolTip("Tint the document's chips by this attention")
-        row.addWidget(self.on_chips)
-        v.addLayout(row)
+        v.addWidget(self.on_chips)
         self.heat = pg.PlotWidget()
         self.heat.setMenuEnabled(False)
         self.heat.setMouseEnabled(x=False, y=False)
@@ -141,8 +146,8 @@ class InsideView(QWidget):
     def clear(self, message: str) -> None:
         self.inspection = self.shown = None
         self.heading.setText(message)
-        for w in (self.lens_title, self.lens, self.by_layer, self.attention_title, self.layer, self.head,
-                  self.on_chips, self.heat, self.strongest):
+        for w in (self.lens_title, self.lens, self.by_layer_title, self.by_layer, self.attention_title, self.layer,
+                  self.head, self.on_chips, self.heat, self.strongest):
             w.setVisible(False)
         self.attentionShown.emit(-1, None, "")
 
@@ -150,8 +155,8 @@ class InsideView(QWidget):
         """Show an inspected position (its tokens' ids come with it)."""
         ins = shown.inspection
         self.shown, self.inspection, self._texts, self._ids = shown, ins, texts, shown.key_ids
-        for w in (self.lens_title, self.lens, self.by_layer, self.attention_title, self.layer, self.head,
-                  self.on_chips, self.heat, self.strongest):
+        for w in (self.lens_title, self.lens, self.by_layer_title, self.by_layer, self.attention_title, self.layer,
+                  self.head, self.on_chips, self.heat, self.strongest):
             w.setVisible(True)
         query = texts(self._ids[ins.query])
         if ins.actual_id is None:
@@ -226,15 +231,15 @@ class InsideView(QWidget):
         layers = [layer.layer for layer in ins.layers]
         name = self._texts(shown.followed)
         if ins.actual_id is not None:
-            what = f"p of the actual token ‘{name}’, layer by layer"
+            what = f"The probability of the actual token ‘{name}’, layer by layer"
         else:
-            what = f"p of the model's final choice ‘{name}’, layer by layer"
+            what = f"The probability of the model's final choice ‘{name}’, layer by layer"
         self._curve.setData(layers, list(shown.followed_probs))
         self.by_layer.setXRange(1, max(2, len(layers)), padding=0.03)
         step = max(1, len(layers) // 8)
         self.by_layer.getAxis("bottom").setTicks([[(x, str(x)) for x in layers if x == 1 or x % step == 0]])
         self.by_layer.setToolTip(what)
-        self.by_layer.setTitle(what, size=f"{BASE_PT * TABLE_SCALE * self.zoom:.1f}pt")
+        self.by_layer_title.setText(what)
 
     def current_weights(self) -> tuple[np.ndarray, str] | None:
         """The attention shown: weights over the tokens 0 … query, and what they are."""
@@ -261,7 +266,7 @@ class InsideView(QWidget):
         self._image.setColorMap(pg.ColorMap([0.0, 1.0], [self.theme.panel, self.theme.highlight]))
         self._image.setRect(0, 0, rows.shape[1], rows.shape[0])
         self.heat.setXRange(0, rows.shape[1], padding=0)
-        every = max(1, rows.shape[0] // 8)
+        every = max(1, -(-rows.shape[0] // 4))  # four labels at most: the map is a few lines high
         self.heat.getAxis("left").setTicks([[(h + 0.5, str(h + 1)) for h in range(rows.shape[0])
                                              if h == 0 or (h + 1) % every == 0]])
         self.heat.setYRange(0, rows.shape[0], padding=0)
@@ -316,7 +321,7 @@ class InsideView(QWidget):
     def _apply_fonts(self) -> None:
         f = QFont(self.font())
         f.setPointSizeF(BASE_PT * self.zoom)
-        for w in (self.lens_title, self.attention_title, self.strongest):
+        for w in (self.lens_title, self.by_layer_title, self.attention_title, self.strongest):
             w.setFont(f)
         small = QFont(f)
         small.setPointSizeF(BASE_PT * TABLE_SCALE * self.zoom)

@@ -203,6 +203,15 @@ class ExplainNext(Intent):
 
 
 @dataclass(frozen=True)
+class ExplainAt(Intent):
+    """What the sampling settings would have done where token ``position`` was predicted (a clicked chip)."""
+    position: int  # P, 1 … n - 1: the prediction of token P
+    revision: int
+    long = True  # the first time, the inspection graph that gives the logits there is loaded
+    changes_document = False
+
+
+@dataclass(frozen=True)
 class Inspect(Intent):
     """Look inside the model as it predicts token ``position`` (the Inside tab)."""
     position: int  # P: the model's state at token P - 1

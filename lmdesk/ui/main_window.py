@@ -56,7 +56,8 @@ from ..engine.token_text import TokenTextTable
 from . import export_actions
 from .intents import ALL as INTENTS
 from .intents import (
-    AddToolCall, AddToolResult, AppendToken, ApplyConversation, CloseSecond, Compare, EndTurn, ExplainNext, Generate,
+    AddToolCall, AddToolResult, AppendToken, ApplyConversation, CloseSecond, Compare, EndTurn, ExplainAt, ExplainNext,
+    Generate,
     Inspect, LoadSecond, SetTools, ShowConversation, ImportGguf, Intent, LoadModel, LoadText, NewConversation, OpenConversation,
     PrepareDefault, Replace, ReplaceText, ResetResponse, SaveConversation, SetK, SetSettings, SetSystemPrompt, Step,
     Undo, UseFamilyTemplate,
@@ -192,7 +193,7 @@ class MainWindow(QMainWindow):
         self._partly_drawn = False  # the state on screen was drawn without the plot and the chart
         self._plot_first = 0  # the plot is drawn less often: the first position it has not drawn since
         self._sampling: SamplingShown | None = None  # what the Sampling tab shows
-        self._sampling_asked = -1  # the revision the Sampling tab last asked about
+        self._sampling_asked: tuple[int, int | None] | None = None  # (revision, position) it last asked about
         self._inside_asked: tuple[int, int] | None = None  # (revision, position) the Inside tab last asked about
         self._draw_timer = QTimer(self)
         self._draw_timer.setSingleShot(True)
@@ -328,7 +329,7 @@ class MainWindow(QMainWindow):
         tv.addLayout(lrow)
         tv.addWidget(self.span_label)
         # the lab's questions, answered with a click: where was the model most surprised, ...
-        frow = QHBoxLayout()
+        self.find_row = frow = QHBoxLayout()
         lead = QLabel("Most")
         lead.setToolTip("Go to the most surprising, most confident or most uncertain token; click again for the next")
         lead.setMinimumWidth(20)
@@ -404,10 +405,15 @@ class MainWindow(QMainWindow):
         self.right_tabs = QTabWidget()
         self.right_tabs.addTab(right, "Next token")
         self.sampling_view = SamplingView()
-        sampling_page = QWidget()
-        sv = QVBoxLayout(sampling_page)
+        self._sampling_page = sampling_page = QScrollArea()  # at projector sizes the page scrolls
+        sampling_page.setWidgetResizable(True)
+        sampling_page.setFrameShape(QFrame.Shape.NoFrame)
+        sampling_page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        sampling_inner = QWidget()
+        sv = QVBoxLayout(sampling_inner)
         sv.setContentsMargins(6, 6, 6, 6)
         sv.addWidget(self.sampling_view)
+        sampling_page.setWidget(sampling_inner)
         self.right_tabs.addTab(sampling_page, "Sampling")
         self.right_tabs.setTabToolTip(1, "How the next token is chosen: logits, temperature, top-k, top-p, "
                                          "and the random number that picked it")
@@ -415,6 +421,7 @@ class MainWindow(QMainWindow):
         inside_page = QScrollArea()
         inside_page.setWidgetResizable(True)
         inside_page.setFrameShape(QFrame.Shape.NoFrame)
+        inside_page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the lens grid scrolls itself
         inside_inner = QWidget()
         iv = QVBoxLayout(inside_inner)
         iv.setContentsMargins(6, 6, 6, 6)
@@ -667,7 +674,7 @@ class MainWindow(QMainWindow):
 
     def send_settings(self, *_args) -> None:
         self.client.send(SetSettings(self.current_settings()))
-        self._sampling_asked = -1  # the settings changed: the Sampling tab asks again
+        self._sampling_asked = None  # the settings changed: the Sampling tab asks again
         self.ask_sampling()
 
     # -- tools and the conversation as JSON -------------------------------------------------------
@@ -818,27 +825,37 @@ class MainWindow(QMainWindow):
 
     # -- the Sampling tab -----------------------------------------------------------------------
     def sampling_visible(self) -> bool:
-        return self.right_tabs.currentWidget() is self.sampling_view.parentWidget()
+        return self.right_tabs.currentWidget() is self._sampling_page
 
     def do_sample_step(self) -> None:
-        self.right_tabs.setCurrentWidget(self.sampling_view.parentWidget())  # the draw is what was asked to see
+        self.right_tabs.setCurrentWidget(self._sampling_page)  # the draw is what was asked to see
         self.send(Step(False))
 
     def ask_sampling(self) -> None:
         """Ask the worker how the next token would be chosen, when the
         Sampling tab shows and has nothing for the current document yet."""
         state = self.state
-        if (not self.sampling_visible() or self.busy or self.info is None or not state.tokens
-                or self._sampling_asked == state.revision):
-            if self.info is not None and not state.tokens:
-                self.sampling_view.clear("The document is empty: write something and the next token's "
-                                         "choice shows here.")
+        at = self.position if self.position is not None and self.position < len(state.tokens) else None
+        key = (state.revision, at)
+        if not self.sampling_visible() or self.busy or self.info is None or self._sampling_asked == key:
+            return
+        if not state.tokens:
+            self.sampling_view.clear("The document is empty: write something and the next token's choice "
+                                     "shows here.")
+            return
+        if at == 0:
+            self.sampling_view.clear("Token 0 is the first token: nothing predicted it. Click a later token.")
+            self._sampling_asked = key
             return
         shown = self._sampling
-        if shown is not None and shown.revision == state.revision and shown.draw is not None:
-            return  # the draw that made this document is on show
-        self._sampling_asked = state.revision
-        self.client.send(ExplainNext(state.revision))  # quiet: not through send(), which clears messages
+        if shown is not None and shown.revision == state.revision and shown.at == at and (
+                shown.draw is not None or (at is not None and shown.pipeline.settings == self.current_settings())):
+            return  # on show already (the draw that made this document, or this position with these settings)
+        self._sampling_asked = key
+        if at is None:
+            self.client.send(ExplainNext(state.revision))  # quiet: not through send(), which clears messages
+        else:
+            self.client.send(ExplainAt(at, state.revision))
 
     def on_sampling_shown(self, shown: SamplingShown) -> None:
         self._sampling = shown
@@ -850,6 +867,8 @@ class MainWindow(QMainWindow):
             return
         if shown.draw is not None and shown.position is not None:
             self.sampling_view.set_draw(shown.draw, lambda i: texts(i).display, shown.position)
+        elif shown.at is not None:
+            self.sampling_view.set_pipeline_at(shown.pipeline, lambda i: texts(i).display, shown.at, shown.actual)
         else:
             self.sampling_view.set_pipeline(shown.pipeline, lambda i: texts(i).display)
         QTimer.singleShot(0, self.fit_sampling_table)
@@ -865,8 +884,13 @@ class MainWindow(QMainWindow):
         if len(sizes) != 3:
             return
         short = needed - sizes[2]
-        if short > 0:
-            take = min(short, sizes[1] // 4)
+        # the document keeps the room its own rows need (the question row: Most surprising …)
+        centre = self.split.widget(1)
+        margins = centre.layout().contentsMargins() if centre.layout() is not None else None
+        keep = self.find_row.sizeHint().width() + (margins.left() + margins.right() if margins else 0) + 12
+        spare = sizes[1] - max(centre.minimumSizeHint().width(), keep)
+        if short > 0 and spare > 0:
+            take = min(short, sizes[1] // 4, spare)
             self.split.setSizes([sizes[0], sizes[1] - take, sizes[2] + take])
 
     def do_end_turn(self) -> None:
@@ -1260,6 +1284,7 @@ class MainWindow(QMainWindow):
         """Show the distribution at ``index`` (what predicted that token), or the next token's."""
         self.position = index
         self.ask_inside()
+        self.ask_sampling()
         texts = self.texts
         if texts is None:
             return

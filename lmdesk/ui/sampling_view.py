@@ -61,7 +61,7 @@ def _settings_text(pipe: Pipeline) -> str:
     return f"temperature {s.temperature:g} · top-k {s.top_k or 'off'} · top-p {s.top_p:g}"
 
 
-def story(pipe: Pipeline, texts: Texts, drawn: Draw | None = None) -> list[str]:
+def story(pipe: Pipeline, texts: Texts, drawn: Draw | None = None, actual: int | None = None) -> list[str]:
     """The steps from logits to the token, one sentence each (HTML)."""
     s = pipe.settings
     if not pipe.rows:
@@ -97,7 +97,18 @@ def story(pipe: Pipeline, texts: Texts, drawn: Draw | None = None) -> list[str]:
     else:
         steps.append(f"3. No top-k or top-p: all {pipe.vocab_size:,} tokens stay in.")
         steps.append("4. Their probabilities are stacked from 0 to 1, most likely first.")
-    if drawn is None:
+    if drawn is None and actual is not None:
+        name = f"‘{escape(texts(actual))}’"
+        row = next((r for r in pipe.rows if r.token_id == actual), None)
+        if row is not None and row.kept:
+            where = (f"the settings keep it, with {format_percent(row.p_final)}: a draw gives it when r falls in "
+                     f"[{row.low:.4f}, {row.high:.4f})")
+        elif row is not None:
+            where = "the settings leave it out: with them, it could not have been drawn here"
+        else:
+            where = "it is not among the most likely shown"
+        steps.append(f"5. The document has {name} here; {where}.")
+    elif drawn is None:
         steps.append("5. Sample one token draws a uniform random number r between 0 and 1: the token whose "
                      "stretch holds r comes next.")
     else:
@@ -205,6 +216,7 @@ class SamplingView(QWidget):
         self.pipe: Pipeline | None = None
         self.drawn: Draw | None = None
         self._texts: Texts | None = None
+        self.actual: int | None = None  # the document's token at a position looked back at
         v = QVBoxLayout(self)
         v.setContentsMargins(0, 0, 0, 0)
         self.heading = QLabel()
@@ -226,8 +238,9 @@ class SamplingView(QWidget):
         self.steps.setAlignment(Qt.AlignmentFlag.AlignTop)
         for w in (self.heading, self.settings_label, self.line):
             v.addWidget(w)
-        v.addWidget(self.table, 3)
-        v.addWidget(self.steps, 2)
+        v.addWidget(self.table)
+        v.addWidget(self.steps)
+        v.addStretch(1)
         self._apply_fonts()
         self.clear("Load a model and write something: this tab shows how the next token is chosen.")
 
@@ -243,22 +256,31 @@ class SamplingView(QWidget):
 
     def set_pipeline(self, pipe: Pipeline, texts: Texts) -> None:
         """What the settings do to the next token's distribution (nothing drawn yet)."""
+        self.actual = None
         self._show(pipe, None, texts, "How the next token will be chosen")
+
+    def set_pipeline_at(self, pipe: Pipeline, texts: Texts, position: int, actual: int | None) -> None:
+        """What the settings would have done where token ``position`` was
+        predicted; ``actual``, the token that stands there, is marked."""
+        self.actual = actual
+        what = f", where the document has ‘{texts(actual)}’" if actual is not None else ""
+        self._show(pipe, None, texts, f"How token {position:,} would be chosen{what}")
 
     def set_draw(self, drawn: Draw, texts: Texts, position: int) -> None:
         """The token just drawn at ``position`` and how."""
+        self.actual = None
         self._show(drawn.pipeline, drawn, texts, f"How ‘{texts(drawn.token_id)}’ was chosen (position {position:,})")
 
     def _show(self, pipe: Pipeline, drawn: Draw | None, texts: Texts, heading: str) -> None:
         self.pipe, self.drawn, self._texts = pipe, drawn, texts
         self.heading.setText(heading)
         self.settings_label.setText(_settings_text(pipe))
-        chosen = drawn.token_id if drawn is not None else None
+        chosen = drawn.token_id if drawn is not None else self.actual
         self._fill_table(pipe, texts, chosen)
         self.line.set_line(self._stretches(pipe, texts, chosen), None if drawn is None or drawn.seed is None
                            else drawn.r)
         self.line.setVisible(True)
-        self.steps.setText("<br>".join(story(pipe, texts, drawn)))
+        self.steps.setText("<br>".join(story(pipe, texts, drawn, self.actual)))
 
     def _stretches(self, pipe: Pipeline, texts: Texts, chosen: int | None) -> list[tuple[float, float, str, bool]]:
         kept = sorted((r for r in pipe.rows if r.kept), key=lambda r: r.low)[:LINE_SEGMENTS]
@@ -308,6 +330,14 @@ class SamplingView(QWidget):
             self.table.setItem(len(rows), j, item)
         t = pipe.settings.temperature
         self._headers([*COLUMNS[:4], COLUMNS[4] if greedy else f"p\nT = {t:g}", COLUMNS[5]])
+        self._fit_table_height()
+
+    def _fit_table_height(self) -> None:
+        """All the rows show: the page around the view scrolls instead."""
+        t = self.table
+        t.setFixedHeight(t.horizontalHeader().sizeHint().height() + 2 * t.frameWidth()
+                         + t.rowCount() * t.verticalHeader().defaultSectionSize()
+                         + t.horizontalScrollBar().sizeHint().height() + 4)
 
     def _headers(self, labels: list[str]) -> None:
         self.table.setHorizontalHeaderLabels(labels)
@@ -354,3 +384,4 @@ class SamplingView(QWidget):
         h.setPointSizeF(BASE_PT * 1.25 * self.zoom)
         self.heading.setFont(h)
         self.table.verticalHeader().setDefaultSectionSize(int(QFontMetricsF(small).height() * 1.35))
+        self._fit_table_height()

@@ -67,6 +67,8 @@ class SamplingShown:
     pipeline: Pipeline
     draw: Draw | None = None  # a token just drawn ...
     position: int | None = None  # ... and where it went
+    at: int | None = None  # not the next token's: the prediction of token ``at`` of the document
+    actual: int | None = None  # the token that stands there
 
 
 @dataclass(frozen=True)
@@ -440,17 +442,28 @@ class EngineWorker(QObject):
         s.append_token(drawn.token_id)
         self.samplingShown.emit(SamplingShown(self._revision + 1, drawn.pipeline, drawn, len(s.doc) - 1))
 
-    def _op_inspect(self, position: int, revision: int) -> None:
-        s = self._need()
-        if revision != self._revision:
-            return  # asked about a document that has changed since
+    def _inspect(self, s: Session, position: int) -> Inspection:
         if self._inspector is None or self._inspector.model is not s.model:
             if self._inspector is not None:
                 self._inspector.close()  # the model it looked into is gone: so is its graph
             self._inspector = Inspector(s.model)
-        ids = s.ids
         # the document's own cache holds the tokens before P: one step of the inspection graph
-        ins = self._inspector.inspect(ids, position, top=5, should_cancel=self._should_cancel, cache=s.cache)
+        return self._inspector.inspect(s.ids, position, top=5, should_cancel=self._should_cancel, cache=s.cache)
+
+    def _op_explain_at(self, position: int, revision: int) -> None:
+        s = self._need()
+        if revision != self._revision:
+            return  # asked about a document that has changed since
+        ins = self._inspect(s, position)
+        self.samplingShown.emit(SamplingShown(revision, pipeline(ins.logits, self.settings), at=position,
+                                              actual=ins.actual_id))
+
+    def _op_inspect(self, position: int, revision: int) -> None:
+        s = self._need()
+        if revision != self._revision:
+            return  # asked about a document that has changed since
+        ids = s.ids
+        ins = self._inspect(s, position)
         followed = ins.actual_id if ins.actual_id is not None else ins.layers[-1].top_ids[0]
         self.inspected.emit(Inspected(revision, ins, tuple(ids[:position]), followed,
                                       tuple(float(ins.probs(layer.layer)[followed]) for layer in ins.layers)))
