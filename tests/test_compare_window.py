@@ -84,3 +84,20 @@ def test_a_conversation_is_compared_on_its_messages_each_model_in_its_own_format
         assert c.alignment.bits[:, 1].sum() == pytest.approx(b.total_bits, rel=1e-9) and b.total_bits > 0
     finally:
         win.close()
+
+
+def test_a_broken_second_model_is_a_sentence_in_the_compare_window(qtbot, models, tmp_path) -> None:
+    first, _ = models
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json", encoding="utf-8")
+    win = open_window(qtbot, first)
+    try:
+        run_op(qtbot, win, lambda: win.send(LoadText("some text")), "load_text")
+        win.act_compare.trigger()
+        run_op(qtbot, win, lambda: win.compare_view.loadRequested.emit(str(broken)), "load_second")
+        qtbot.waitUntil(lambda: win.compare_view.status.text().startswith("⚠ "), timeout=5_000)
+        assert win.client.worker.second is None and win._compared is None
+        assert len(win.state.tokens) > 0  # the document is as it was
+    finally:
+        win.close()

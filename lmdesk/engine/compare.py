@@ -411,16 +411,24 @@ class OnContents:
     markup_bits: tuple[float, ...]  # per model, the bits of everything else: role markers, delimiters, tool calls
 
 
-def _content_range(session: Session, scored: Scored, message: int, content: str) -> Span | None:
-    """Where message ``message``'s content lies in ``scored.text``: looked for
-    around the characters of its content tokens (a template may trim it)."""
+def _content_ranges(session: Session, scored: Scored) -> dict[int, Span]:
+    """For each message, the characters of ``scored.text`` its content tokens cover."""
     doc = session.doc
-    spans = [scored.spans[i] for i, t in enumerate(doc.tokens)
-             if t.kind == CONTENT and doc.segments[t.segment].message == message]
-    covered = [s for s in spans if s[1] > s[0]]
-    if not covered:
+    ranges: dict[int, Span] = {}
+    for (a, b), t in zip(scored.spans, doc.tokens):
+        message = doc.segments[t.segment].message
+        if t.kind == CONTENT and message is not None and b > a:
+            lo, hi = ranges.get(message, (a, b))
+            ranges[message] = (min(lo, a), max(hi, b))
+    return ranges
+
+
+def _content_range(scored: Scored, covered: Span | None, content: str) -> Span | None:
+    """Where a message's content lies in ``scored.text``: looked for around the
+    characters its content tokens cover (a template may trim it)."""
+    if covered is None:
         return None
-    lo, hi = min(a for a, _ in covered), max(b for _, b in covered)
+    lo, hi = covered
     at = scored.text.find(content, max(0, lo - 2), hi + 2)
     if at >= 0:
         return at, at + len(content)
@@ -445,8 +453,9 @@ def on_contents(sessions: Sequence[Session], contents: Sequence[str],
         own = scored_from_session(session, session.text(), parameters[n] if parameters else None)
         bits = np.zeros(len(text), np.float64)
         token_places: dict[int, Span] = {}
+        covered = _content_ranges(session, own)
         for k, start, end in places:
-            found = _content_range(session, own, k, contents[k])
+            found = _content_range(own, covered.get(k), contents[k])
             if found is None:
                 continue
             a, b = found

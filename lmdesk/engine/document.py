@@ -149,10 +149,15 @@ def first_difference(old_tokens: Sequence[DocToken], old_segments: Sequence[Segm
     return i
 
 
+def in_conversation(segments: Sequence[Segment]) -> bool:
+    """Whether a document of these parts is a conversation (some part is a message)."""
+    return any(seg.message is not None for seg in segments)
+
+
 def reply_positions(tokens: Sequence[DocToken], segments: Sequence[Segment]) -> list[int]:
     """The positions of the assistant's words (its replies' text, not the
     template's markers around them); in a plain-text document, every position."""
-    if not any(seg.message is not None for seg in segments):
+    if not in_conversation(segments):
         return list(range(len(tokens)))
     return [i for i, t in enumerate(tokens) if t.kind == CONTENT and segments[t.segment].role == "assistant"]
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from .chat_template import ChatTemplate, Message, Rendered, default_system_prompt, render_with_spans, uses_tools
 from .conversation import Conversation, ToolCall, tools_list
-from .document import CONTENT, MARKUP, TOOL_CALL, DocToken, Document, Segment, conversation_of, same_prefix
+from .document import (
+    CONTENT, MARKUP, TOOL_CALL, DocToken, Document, Segment, conversation_of, in_conversation, same_prefix,
+)
 from .errors import Cancelled, LmdeskError
 from .model import KVCache, LoadedModel
 from .sampling import SamplingSettings, draw, new_seed, transformed_probs
@@ -632,7 +634,7 @@ class Session:
         """Offer the model these tool definitions (JSON-schema functions); a
         conversation under way is written again with them."""
         checked = tools_list(list(tools))
-        if self.template is not None and any(seg.message is not None for seg in self.doc.segments):
+        if self.template is not None and in_conversation(self.doc.segments):
             self._apply(self.messages(), checked)
         else:
             self.tools = checked

@@ -218,6 +218,7 @@ class DocumentView(QScrollArea):
         self._bottoms: list[int] = []  # bottom of each chip's line (incl. id line): non-decreasing
         self._valid = 0
         self._runs: list[tuple[int, int, str]] = []  # (start, stop, role) of each segment
+        self._run_calls: set[int] = set()  # the runs (their index) holding a tool call
         self._content_h = 0
         self._width = 0
         self._chip_texts: dict[tuple[str, tuple[tuple[int, int], ...], bool], _ChipText] = {}
@@ -558,6 +559,11 @@ class DocumentView(QScrollArea):
             return self._segments[tok.segment].role
         return "text"
 
+    def _holds_call(self, start: int) -> bool:
+        """Whether the run starting at chip ``start`` holds a tool call (worked out as the runs are)."""
+        k = bisect_left(self._runs, (start,))
+        return k < len(self._runs) and self._runs[k][0] == start and k in self._run_calls
+
     def role_label(self, start: int, stop: int) -> str:
         """The label over the chips ``start`` … ``stop - 1`` of one message: its
         role, a tool result's function, an assistant's tool calls."""
@@ -566,7 +572,7 @@ class DocumentView(QScrollArea):
         role = self._role_of(tok)
         if seg is not None and role == "tool":
             return f"tool result · {seg.name}" if seg.name else "tool result"
-        if role == "assistant" and any(t.kind == TOOL_CALL for t in self._tokens[start:stop]):
+        if role == "assistant" and self._holds_call(start):
             return "assistant · tool call"
         note = self._notes.get(seg.message) if seg is not None and seg.message is not None else None
         return f"{role} · {note}" if note else role
@@ -578,13 +584,17 @@ class DocumentView(QScrollArea):
 
     def _rebuild_runs(self) -> None:
         runs: list[tuple[int, int, str]] = []
+        calls: set[int] = set()  # the runs holding a tool call
         start = 0
         toks = self._tokens
-        for i in range(1, len(toks) + 1):
-            if i == len(toks) or toks[i].segment != toks[i - 1].segment:
-                runs.append((start, i, self._role_of(toks[start])))
-                start = i
+        for i, tok in enumerate(toks):
+            if tok.kind == TOOL_CALL:
+                calls.add(len(runs))
+            if i + 1 == len(toks) or toks[i + 1].segment != tok.segment:
+                runs.append((start, i + 1, self._role_of(toks[start])))
+                start = i + 1
         self._runs = runs
+        self._run_calls = calls
 
     def _relayout(self, start: int) -> None:
         """Lay out the chips from ``start`` on; the rectangles before it are kept."""

@@ -440,6 +440,7 @@ class MainWindow(QMainWindow):
         self.compare_window.resize(1100, 700)
         self._second_name: str | None = None
         self._second_folder: str | None = None
+        self._compare_error = ""  # why loading or scoring with the second model failed, said in its window
         self._compared: Compared | None = None
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 3)
@@ -588,7 +589,7 @@ class MainWindow(QMainWindow):
         self.act_compare.triggered.connect(self.open_compare)
         self.compare_view.loadRequested.connect(self.do_load_second)
         self.compare_view.closeRequested.connect(lambda: self.client.send(CloseSecond()))
-        self.compare_view.compareRequested.connect(lambda: self.client.send(Compare(self.state.revision)))
+        self.compare_view.compareRequested.connect(self.do_compare_again)
         self.inside_view.attentionShown.connect(self.on_attention_shown)
         self.inside_view.keyClicked.connect(self.on_token_clicked)
 
@@ -731,7 +732,12 @@ class MainWindow(QMainWindow):
 
     def do_load_second(self, folder: str) -> None:
         self._second_folder = folder
+        self._compare_error = ""
         self.client.send(LoadSecond(folder, self.state.revision))
+
+    def do_compare_again(self) -> None:
+        self._compare_error = ""
+        self.client.send(Compare(self.state.revision))
 
     def update_compare_models(self) -> None:
         from ..engine.model_library import installed_models
@@ -758,6 +764,8 @@ class MainWindow(QMainWindow):
 
     def compare_note(self) -> str:
         """What the compare window says of the comparison on show."""
+        if self._compare_error:
+            return f"⚠ {self._compare_error}"
         c = self._compared
         if c is None:
             return ""
@@ -1242,6 +1250,8 @@ class MainWindow(QMainWindow):
         self.banner.setText(f"⚠ {message}")
         self.banner.setVisible(True)
         self.status.setText("")
+        if self._busy_with in ("load_second", "compare"):  # said where it was asked: in the compare window
+            self._compare_error = message
 
     def hide_error(self) -> None:
         self.banner.setVisible(False)

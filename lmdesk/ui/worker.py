@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..engine.document import DocToken, Segment, first_difference
+from ..engine.document import DocToken, Segment, first_difference, in_conversation
 from ..engine.errors import Cancelled, LmdeskError
 from ..engine.inspect import Inspection, Inspector
 from ..engine.sampling import Draw, Pipeline, SamplingSettings, explain_draw, new_seed, pipeline
@@ -87,8 +87,9 @@ class ToolsState:
     """What the tools panel shows."""
 
     tools: tuple  # the conversation's tool definitions
-    template_writes_tools: bool | None  # the model's template has a format for them (None: no template)
-    fallback: bool  # lmdesk's labelled fallback writes them (the model was not trained on it)
+    # the model's template has a format for them (None: no template); False: lmdesk's labelled
+    # fallback writes them (the model was not trained on it)
+    template_writes_tools: bool | None
     pending: tuple  # tool calls the model's last reply wrote, waiting for a result (ToolCall)
 
 
@@ -215,7 +216,7 @@ class EngineWorker(QObject):
             EngineState(
                 tokens=tokens, segments=segments, next=nxt, first_changed=first,
                 can_undo=s.can_undo, response_start=s.response_start(), system_prompt=s.system_prompt,
-                in_conversation=any(seg.message is not None for seg in s.doc.segments), revision=self._revision,
+                in_conversation=in_conversation(s.doc.segments), revision=self._revision,
             )
         )
 
@@ -225,9 +226,9 @@ class EngineWorker(QObject):
             return
         try:
             writes = None if s.template is None else bool(s.template.supports_tools)
-            in_chat = any(seg.message is not None for seg in s.doc.segments)
+            in_chat = in_conversation(s.doc.segments)
             pending = s.generated_tool_calls() if in_chat else ()
-            self.toolsShown.emit(ToolsState(tuple(s.tools), writes, bool(in_chat and s.tools_fallback), pending))
+            self.toolsShown.emit(ToolsState(tuple(s.tools), writes, pending))
         except LmdeskError as exc:  # a template that fails on its test conversation: the panel says nothing
             log.info("tools state unavailable: %s", exc)
 
@@ -307,7 +308,7 @@ class EngineWorker(QObject):
         own template, so the two can be compared on the same words."""
         name = new.model.name
         try:
-            if any(seg.message is not None for seg in old.doc.segments):
+            if in_conversation(old.doc.segments):
                 if new.template is None:
                     return f"Switched to {name}, which has no chat template: a new document starts."
                 new.rewrite_conversation(old.messages(), tools=old.tools)
@@ -464,9 +465,12 @@ class EngineWorker(QObject):
             return  # asked about a document that has changed since
         ids = s.ids
         ins = self._inspect(s, position)
-        followed = ins.actual_id if ins.actual_id is not None else ins.layers[-1].top_ids[0]
-        self.inspected.emit(Inspected(revision, ins, tuple(ids[:position]), followed,
-                                      tuple(float(ins.probs(layer.layer)[followed]) for layer in ins.layers)))
+        if ins.actual_id is not None:  # the lens already has its probability at every layer
+            followed, probs = ins.actual_id, tuple(float(layer.actual_prob) for layer in ins.layers)
+        else:  # after the text: the model's final choice, followed down the layers
+            followed = ins.layers[-1].top_ids[0]
+            probs = tuple(float(ins.probs(layer.layer)[followed]) for layer in ins.layers)
+        self.inspected.emit(Inspected(revision, ins, tuple(ids[:position]), followed, probs))
 
     # -- tools and the conversation as data ---------------------------------------------------
     def _op_set_tools(self, tools: tuple) -> None:
@@ -517,7 +521,7 @@ class EngineWorker(QObject):
         if not s.doc.tokens:
             raise LmdeskError("The document is empty: there is no text for the two models to compare.")
         sizes = (estimated_parameters(s.model), estimated_parameters(self.second))
-        in_chat = any(seg.message is not None for seg in s.doc.segments)
+        in_chat = in_conversation(s.doc.segments)
         other = Session(self.second, top_k=TOP_K_STORED)
         if in_chat and other.template is not None:
             # a conversation: each model reads it in its own chat format; the messages' texts are compared
