@@ -291,8 +291,8 @@ class InsideView(QWidget):
             self.keyClicked.emit(x)
 
     def needed_width(self) -> int:
-        """The width the lens grid needs, with the page's margins."""
-        return needed_table_width(self.lens) + 28
+        """The width the lens grid needs."""
+        return needed_table_width(self.lens)
 
     def lens_text(self) -> list[list[str]]:
         """The lens table's cells as shown (for tests)."""

@@ -823,7 +823,8 @@ class MainWindow(QMainWindow):
         if self.texts is None or shown.revision != self.state.revision:
             return  # the document moved on meanwhile
         self.inside_view.set_inspection(shown, lambda i: self.texts(i).display)
-        QTimer.singleShot(0, lambda: self.inside_visible() and self.fit_side_panel(self.inside_view.needed_width()))
+        QTimer.singleShot(0, lambda: self.inside_visible() and self.fit_side_panel(
+            self.inside_view.needed_width() + self._page_frame(self._inside_page)))
 
     def on_attention_shown(self, query: int, weights, label: str) -> None:
         if query < 0 or not self.inside_visible():
@@ -883,7 +884,13 @@ class MainWindow(QMainWindow):
 
     def fit_sampling_table(self) -> None:
         if self.sampling_visible():
-            self.fit_side_panel(self.sampling_view.needed_width())
+            self.fit_side_panel(self.sampling_view.needed_width() + self._page_frame(self._sampling_page))
+
+    @staticmethod
+    def _page_frame(page: QScrollArea) -> int:
+        """What a tab's scrolling page takes of the side panel's width beside its content."""
+        inner = page.widget().layout().contentsMargins()
+        return inner.left() + inner.right() + page.verticalScrollBar().sizeHint().width() + 8
 
     def fit_side_panel(self, needed: int) -> None:
         """Widen the side panel, at the document's expense (a quarter of it at

@@ -3,8 +3,9 @@
     xvfb-run -a -s "-screen 0 1280x800x24" python -m lmdesk.ui.screenshots [--out resources/screenshots]
 
 Drives the window as a student would: ends a turn, picks ten tokens from the
-chart, lets the model write a story, clicks a token, selects a span, and
-finally shows projector mode at 1024 × 768.
+chart, samples one token (the Sampling tab), lets the model write a story,
+clicks a token, selects a span, looks inside the model at that token (the
+Inside tab), and finally shows projector mode at 1024 × 768.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     shot("3-story-with-a-token-selected")
     win.on_span(index - 8, index + 12)
     shot("4-span-selected")
+    win.on_token_clicked(index)
+    win.right_tabs.setCurrentWidget(win._inside_page)  # the Inside tab: the logit lens and the attention
+    wait(lambda: win.inside_view.shown is not None and win.inside_view.shown.inspection.position == index)
+    win.inside_view.layer.setValue(12)
+    shot("6-inside-the-model")
+    win.right_tabs.setCurrentIndex(0)
     win.resize(1024, 768)
     win.act_projector.setChecked(True)
     shot("5-projector-1024x768")
