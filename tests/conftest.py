@@ -63,6 +63,16 @@ def gemma3_gguf() -> Path:
     return gemma3_gguf(CACHE)
 
 
+@pytest.fixture(scope="session")
+def gemma3_folder(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Gemma 3 file imported once for the whole run (about 15 s); tests only read it."""
+    from lmdesk.convert.gguf_import import import_gguf
+
+    out = tmp_path_factory.mktemp("gemma3") / "model"
+    import_gguf(gemma3_gguf, out)
+    return out
+
+
 # -- strictness: the UI thread never runs the model; lmdesk's errors fail the test ----------------
 
 # What counts as running the model: every onnxruntime run (the model's forward

@@ -430,13 +430,6 @@ STORY = ("Once upon a time, a little fox lived at the edge of a quiet forest. Ev
          "ran to the river to drink, and every evening she told the birds what she had seen.")
 
 
-@pytest.fixture(scope="module")
-def gemma3_folder(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gemma3") / "model"
-    import_gguf(gemma3_gguf, out)
-    return out
-
-
 @pytest.mark.realmodel
 def test_the_real_pair_smollm2_against_gemma3(real_model, gemma3_folder: Path) -> None:
     from lmdesk.engine import export

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from reference import ReferenceModel
 
-from lmdesk.convert.gguf_import import import_gguf
 from lmdesk.engine.model import LoadedModel
 
 pytestmark = pytest.mark.realmodel
@@ -25,10 +24,8 @@ STORY = ("Once upon a time, in a small village by the sea, there lived an old fi
 
 
 @pytest.fixture(scope="module")
-def folder(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gemma3") / "model"
-    import_gguf(gemma3_gguf, out)
-    return out
+def folder(gemma3_folder: Path) -> Path:
+    return gemma3_folder
 
 
 @pytest.fixture(scope="module")

@@ -333,11 +333,9 @@ def test_the_default_model_inside_is_the_references(real_model: LoadedModel, rea
 
 
 @pytest.mark.realmodel
-def test_gemma3_inside_is_the_reference_past_its_window(gemma3_gguf: Path, tmp_path_factory) -> None:
+def test_gemma3_inside_is_the_reference_past_its_window(gemma3_gguf: Path, gemma3_folder: Path) -> None:
     """The real Gemma 3 270M: 262,144 tokens, five windowed layers (512) in six."""
-    folder = tmp_path_factory.mktemp("gemma3-inspect") / "model"
-    import_gguf(gemma3_gguf, folder)
-    model = LoadedModel(folder, threads=2)
+    model = LoadedModel(gemma3_folder, threads=2)
     ref = ReferenceModel(gemma3_gguf)
     story = ("Once upon a time, in a small village by the sea, there lived an old fisherman who "
              "mended his nets every morning and told the children stories about the whales. ")

@@ -161,10 +161,24 @@ class EngineWorker(QObject):
         self.threads_seen.add(threading.get_ident())
         self._current = request.seq
         intent = request.intent
-        if intent.quiet:
-            self._handle_quietly(request)
+        if intent.quiet:  # answered without a word about being busy, and the document is not sent again
+            try:
+                self._run(intent)
+            finally:
+                self.handled = request.seq
             return
         self.busyChanged.emit(True, intent.name)
+        try:
+            self._run(intent)
+        finally:
+            if intent.changes_document:
+                self._publish()
+                self._publish_tools()
+            self.handled = request.seq
+            self.busyChanged.emit(False, "")
+
+    def _run(self, intent: Intent) -> None:
+        """The request's handler; whatever goes wrong is one sentence for the window."""
         try:
             getattr(self, f"_op_{intent.name}")(*intent.arguments())
         except Cancelled as exc:
@@ -174,24 +188,6 @@ class EngineWorker(QObject):
         except Exception as exc:  # a bug: say so plainly, keep the document, log the details
             log.error("request %s failed:\n%s", intent, traceback.format_exc())
             self.failed.emit(f"Something went wrong inside lmdesk ({type(exc).__name__}: {exc}); your work is kept.")
-        finally:
-            if intent.changes_document:
-                self._publish()
-                self._publish_tools()
-            self.handled = request.seq
-            self.busyChanged.emit(False, "")
-
-    def _handle_quietly(self, request: Request) -> None:
-        intent = request.intent
-        try:
-            getattr(self, f"_op_{intent.name}")(*intent.arguments())
-        except LmdeskError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # a bug: say so plainly, keep the document, log the details
-            log.error("request %s failed:\n%s", intent, traceback.format_exc())
-            self.failed.emit(f"Something went wrong inside lmdesk ({type(exc).__name__}: {exc}); your work is kept.")
-        finally:
-            self.handled = request.seq
 
     def _should_cancel(self) -> bool:
         return self._current < self.stop_before
