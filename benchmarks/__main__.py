@@ -241,7 +241,10 @@ def real_file_rows(label: str, gguf: Path, threads: int, decode_steps: int) -> l
             (f"{label}: decode + statistics", f"{e['decode_ms']:.1f} ms", f"median of {decode_steps}, after 200"),
             (f"{label}: peak RSS of the engine", f"{e['peak_rss_mb']:.0f} MB", "load + both prefills + decode"),
             (f"{label}: window Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",
-             f"engine decode {1000 / e['decode_ms']:.1f} tok/s: {ui['generate_tokens_per_s'] * e['decode_ms'] / 10:.0f} %"),
+             f"{ui['window_threads']} model thread(s); engine set up alike "
+             f"{ui['engine_same_tokens_per_s']:.1f} tok/s: "
+             f"{ui['generate_tokens_per_s'] / ui['engine_same_tokens_per_s'] * 100:.0f} %; engine decode "
+             f"{1000 / e['decode_ms']:.1f} tok/s: {ui['generate_tokens_per_s'] * e['decode_ms'] / 10:.0f} %"),
             (f"{label}: decode kernels, ms a token", " + ".join(f"{kernels.get(k, 0):.1f}" for k in KERNEL_GROUPS),
              " + ".join(KERNEL_GROUPS) + " (onnxruntime's profiler; 4-bit MatMulNBits at float32 compute)"),
         ]
@@ -291,7 +294,7 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
     from lmdesk.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
-    win = MainWindow(model_folder=str(folder), threads=threads)
+    win = MainWindow(model_folder=str(folder), threads=threads)  # None: as the app sets them
     win.resize(1280, 800)
     win.show()
     shown: list[float] = []
@@ -322,31 +325,68 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
         # again; a click in between is refused ("busy"), so wait for both
         wait(lambda n=n: len(win.state.tokens) == n + 1 and shown and not win.busy)
         times.append((shown[-1] - t0) * 1000)
-    # Generate in the window, greedy, as many tokens as the engine's decode row measures
+    # Generate in the window, greedy, 60 tokens, three times (Undo between): the median
     win.temperature.setValue(0.0)
-    win.max_tokens.setValue(60)
-    before = len(win.state.tokens)
-    # Qt's own event loop, as in the app (not the polling above, which would take a core)
-    loop = QEventLoop()
-    began: list[bool] = []
+    win.max_tokens.setValue(GENERATE_TOKENS)
+    rates, counts = [], []
+    for _ in range(GENERATE_RUNS):
+        before = len(win.state.tokens)
+        # Qt's own event loop, as in the app (not the polling above, which would take a core)
+        loop = QEventLoop()
+        began: list[bool] = []
 
-    def on_busy(busy: bool, what: str) -> None:
-        if busy and what == "generate":
-            began.append(True)
-        elif not busy and began:
-            loop.quit()
+        def on_busy(busy: bool, what: str, began=began, loop=loop) -> None:
+            if busy and what == "generate":
+                began.append(True)
+            elif not busy and began:
+                loop.quit()
 
-    win.client.worker.busyChanged.connect(on_busy)
-    t0 = time.perf_counter()
-    win.generate.click()
-    loop.exec()
-    seconds = time.perf_counter() - t0
-    wait(lambda: not win.busy)
-    generated = len(win.state.tokens) - before
+        win.client.worker.busyChanged.connect(on_busy)
+        t0 = time.perf_counter()
+        win.generate.click()
+        loop.exec()
+        seconds = time.perf_counter() - t0
+        win.client.worker.busyChanged.disconnect(on_busy)
+        wait(lambda: not win.busy)
+        counts.append(len(win.state.tokens) - before)
+        rates.append(counts[-1] / seconds)
+        win.undo.click()
+        wait(lambda before=before: len(win.state.tokens) == before and not win.busy)
+    threads_used = win.client.worker.session.model.threads
+    doc = win.client.worker.session.doc
+    document = ([t.id for t in doc.tokens], [doc.segments[t.segment] for t in doc.tokens], [t.kind for t in doc.tokens])
     win.close()
     win.client.shutdown()
+    engine = engine_generate_figures(folder, threads_used, document)
     return {"click_to_chart_ms": statistics.median(times), "clicks": clicks,
-            "generate_tokens_per_s": generated / seconds, "generated": generated}
+            "generate_tokens_per_s": statistics.median(rates), "generated": statistics.median(counts),
+            "window_threads": threads_used, "engine_same_tokens_per_s": engine}
+
+
+GENERATE_TOKENS = 60
+GENERATE_RUNS = 3
+
+
+def engine_generate_figures(folder: Path, threads: int, document: tuple[list, list, list]) -> float:
+    """The engine alone, set up as the window's worker sets up its model (the
+    same threads, no spinning threads) and its session (the same candidates
+    kept), generating greedily from the same document as many tokens as the
+    window did: the median tokens/s of GENERATE_RUNS runs."""
+    from lmdesk.engine.model import LoadedModel
+    from lmdesk.engine.sampling import SamplingSettings
+    from lmdesk.engine.session import Session
+    from lmdesk.ui.worker import TOP_K_STORED
+
+    model = LoadedModel(folder, threads=threads, spin=False)
+    session = Session(model, top_k=TOP_K_STORED)
+    session.load_document(*document)
+    rates = []
+    for _ in range(GENERATE_RUNS):
+        t0 = time.perf_counter()
+        n = sum(1 for _ in session.generate(SamplingSettings(greedy=True), GENERATE_TOKENS))
+        rates.append(n / (time.perf_counter() - t0))
+        session.undo()
+    return statistics.median(rates)
 
 
 # -- the window's UI thread: the longest it stays away from its events ---------------------------
@@ -645,7 +685,7 @@ def main() -> None:
         print(json.dumps(ui_gap_figures(Path(args.gaps_only), args.window_threads, lengths, 100, args.busy_core)))
         return
     if args.ui_only:
-        print(json.dumps(ui_click_figures(Path(args.ui_only), args.threads, args.clicks)))
+        print(json.dumps(ui_click_figures(Path(args.ui_only), args.window_threads, args.clicks)))
         return
 
     from lmdesk.convert.gguf_import import import_gguf
@@ -705,8 +745,13 @@ def main() -> None:
         ("window: click on a bar → chart updated", f"{ui['click_to_chart_ms']:.0f} ms",
          f"median of {ui['clicks']}, offscreen, one token step"),
         ("window: Generate, greedy", f"{ui['generate_tokens_per_s']:.1f} tok/s",
-         f"{ui['generated']} tokens; engine decode {1000 / e['decode_ms']:.1f} tok/s: "
-         f"{ui['generate_tokens_per_s'] * e['decode_ms'] / 1000 * 100:.0f} % (target 90 %)"),
+         f"median of {GENERATE_RUNS} x {ui['generated']:.0f} tokens, {ui['window_threads']} model thread(s) "
+         f"as the window sets them"),
+        ("engine alone, set up as the window's worker", f"{ui['engine_same_tokens_per_s']:.1f} tok/s",
+         f"same threads, no spinning; window = "
+         f"{ui['generate_tokens_per_s'] / ui['engine_same_tokens_per_s'] * 100:.0f} % of it (target 90 %)"),
+        ("engine decode, as the decode row", f"{1000 / e['decode_ms']:.1f} tok/s",
+         f"{t} threads, spinning; window = {ui['generate_tokens_per_s'] * e['decode_ms'] / 1000 * 100:.0f} % of it"),
     ]
     for busy, g in gaps.items():
         for n in args.lengths.split(","):

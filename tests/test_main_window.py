@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Slot
 from tiny_gguf import write_tiny_gguf
@@ -182,6 +183,38 @@ def slow_down(win, seconds: float) -> None:
         return forward(*args, **kwargs)
 
     model.forward = slow
+
+
+def test_generating_works_out_the_next_distribution_a_few_times_a_second_and_for_the_last_token(qtbot, win) -> None:
+    from PySide6.QtCore import Qt
+
+    end_turn(qtbot, win, "hi")
+    start = len(win.state.tokens)
+    win.max_tokens.setValue(40)
+    win.seed.setValue(1)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    slow_down(win, 0.02)  # 40 tokens: about a second
+    states = []
+    win.client.worker.stateChanged.connect(states.append, Qt.ConnectionType.DirectConnection)
+    t0 = time.monotonic()
+    run_op(qtbot, win, win.generate.click, "generate")
+    seconds = time.monotonic() - t0
+    win.client.worker.stateChanged.disconnect(states.append)
+    during = [st for st in states if start < len(st.tokens) < start + 40]
+    assert len(during) >= 30
+    with_next = [st for st in during if st.next is not None]
+    assert 1 <= len(with_next) <= 2 + seconds / 0.2, (len(with_next), seconds)
+    # the window ends on the distribution after the last token, against numpy's softmax of the model's logits
+    last = win.state
+    assert len(last.tokens) == start + 40 and last.next is not None
+    logits = win.client.worker.session.next_logits().astype(np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    top = np.argsort(-p, kind="stable")[:5]
+    assert list(last.next.ids[:5]) == top.tolist()
+    assert np.allclose(last.next.probs[:5], p[top], rtol=1e-9, atol=0)
+    assert win.dist_title.text() == "What the model expects after the last token"
 
 
 def test_controls_wait_while_busy(qtbot, win) -> None:

@@ -1195,12 +1195,13 @@ class MainWindow(QMainWindow):
             self.surprise.set_selection(None, None)
         if self.busy and self.position is None:
             self.doc_view.scroll_to_end()
-        if "chart" in parts:
+        # while the model writes, most states come without the next-token distribution (the
+        # worker works it out a few times a second): the chart keeps the last one it showed
+        if "chart" in parts and (state.next is not None or not state.tokens or self.position is not None):
             self.show_position(self.position)
             self.update_span_label()
         self._set_enabled()
         self.ask_sampling()
-        self.ask_inside()
         self.ask_inside()
         self.stateShown.emit(state)
 
