@@ -79,3 +79,30 @@ def test_past_the_window_cached_steps_match_the_reference(model: LoadedModel, re
     # a query seeing one key too many or too few moves them by whole units
     assert np.abs(head - ref[:550]).max() < 3 * TOL
     assert np.array_equal(head.argmax(-1), ref[:550].argmax(-1))
+
+
+def _resident_mb_of_files_in(folder: Path) -> float:
+    """Resident memory of this process's mappings of the files in ``folder``,
+    read from /proc/self/smaps."""
+    prefix, total, inside = str(folder.resolve()) + "/", 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header line
+                inside = len(fields) >= 6 and fields[5].startswith(prefix)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc/self/smaps")
+def test_the_file_pages_read_to_pack_the_weights_are_given_back(folder: Path) -> None:
+    # onnxruntime maps the weights from model.onnx.data and reads them all to pack
+    # them; the 8-bit table's 4-bit pieces (168 MB), which the lookup shares with
+    # the output product, stayed resident: 160 MB of file pages after loading
+    model = LoadedModel(folder, threads=1)
+    assert _resident_mb_of_files_in(folder) < 40
+    # the lookup reads back only the rows of the tokens it looks up, and right
+    ids = model.tokenizer.encode(STORY).ids
+    logits, _ = model.forward(ids, model.empty_cache())
+    assert np.isfinite(logits).all() and _resident_mb_of_files_in(folder) < 48

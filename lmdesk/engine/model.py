@@ -16,6 +16,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from .errors import ModelLoadError
+from .memory import release_file_pages
 from .model_folder import read_model_folder
 
 
@@ -118,11 +119,13 @@ class LoadedModel:
             # dequantized output matrix be folded once at load (see onnx_decoder)
             options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(
                 f"onnxruntime cannot load {path.name} from {self.folder} ({str(exc).splitlines()[0]})."
             ) from exc
+        release_file_pages(self.folder)  # the weights' file pages it read to pack them (see engine.memory)
+        return session
 
     def inspection_session(self) -> ort.InferenceSession:
         """The session of the folder's inspection graph (see
