@@ -252,7 +252,7 @@ def test_rotary_tables_are_folded_to_the_float64_rounded_values(tmp_path: Path) 
 def test_a_tied_float_embedding_is_stored_once(tmp_path: Path) -> None:
     import onnx
 
-    src, out = _import(tmp_path, weight_type=Q.Q5_1)  # Q5_1 table (minimums): widened, tied to the output
+    src, out = _import(tmp_path, weight_type=Q.F32)  # a float32 table, tied to the output
     graph = onnx.load(str(out / "model.onnx")).graph
     tables = [i for i in graph.initializer if i.dims and int(np.prod(i.dims)) >= 315 * 64]
     assert [i.name for i in tables] == ["token_embd.weight"]
@@ -298,14 +298,15 @@ def test_a_large_tied_8_bit_table_gets_a_4_bit_product(tmp_path: Path, monkeypat
     assert np.abs(logits - ReferenceModel(src).forward(ids)).max() < TOL
 
 
-# blocks of a scale times an integer: (type, pieces, block); the 8-bit-capable ones keep an 8-bit embedding
-PIECE_TYPES = [(Q.Q8_0, 2, 32, True), (Q.Q5_0, 2, 32, True), (Q.Q5_1, 2, 32, False), (Q.Q6_K, 2, 16, True),
-               (Q.Q5_K, 2, 32, False), (Q.IQ4_NL, 2, 32, True), (Q.IQ4_XS, 2, 32, True)]
+# blocks of a scale times an integer: (type, pieces, block, whether the block has an offset); each keeps an
+# 8-bit embedding (tests/test_embeddings.py checks every embedding type)
+PIECE_TYPES = [(Q.Q8_0, 2, 32, False), (Q.Q5_0, 2, 32, False), (Q.Q5_1, 2, 32, True), (Q.Q6_K, 2, 16, False),
+               (Q.Q5_K, 2, 32, True), (Q.IQ4_NL, 2, 32, False), (Q.IQ4_XS, 2, 32, False)]
 
 
-@pytest.mark.parametrize("kind,pieces,block,int8", PIECE_TYPES, ids=[t[0].name for t in PIECE_TYPES])
-def test_pieces_give_back_the_gguf_weights_exactly(kind: Q, pieces: int, block: int, int8: bool) -> None:
-    from lmdesk.convert.quant_repack import Int8Embedding, repack_embedding
+@pytest.mark.parametrize("kind,pieces,block,offset", PIECE_TYPES, ids=[t[0].name for t in PIECE_TYPES])
+def test_pieces_give_back_the_gguf_weights_exactly(kind: Q, pieces: int, block: int, offset: bool) -> None:
+    from lmdesk.convert.quant_repack import BlockEmbedding, repack_embedding
 
     rng = np.random.default_rng(3)
     arr = rng.normal(0, 0.05, (24, 512)).astype(np.float32)
@@ -317,9 +318,8 @@ def test_pieces_give_back_the_gguf_weights_exactly(kind: Q, pieces: int, block: 
     assert w.packed.shape == (24, pieces * 512 // block, block // 2)
     assert np.array_equal(w.dequantize(), expected)  # summed in float64: every weight as the file has it
     e = repack_embedding(raw, kind, (24, 512))
-    assert isinstance(e, Int8Embedding) == int8
-    if int8:
-        assert np.array_equal(e.dequantize().astype(np.float64), expected)
+    assert isinstance(e, BlockEmbedding) and e.bits == 8 and (e.offset is not None) == offset
+    assert np.array_equal(e.dequantize().astype(np.float64), expected)
 
 
 # -- the real default model -------------------------------------------------

@@ -49,7 +49,9 @@ from .architectures import ARCHITECTURES, ArchSpec
 from .gguf_file import GGUFFile
 from .gguf_tokenizer import TokenizerImportError, tokenizer_from_gguf
 from .onnx_decoder import DecoderConfig, DecoderWeights, LayerWeights, build_graphs
-from .quant_repack import Int4Weight, Int8Embedding, LinearWeight, dequantize, repack_embedding, repack_linear
+from .quant_repack import (
+    BlockEmbedding, Int4Weight, LinearWeight, dequantize, repack_embedding, repack_linear, shares_nibbles,
+)
 
 # A tied output product from an 8-bit embedding table is one float32 matrix
 # (the fastest exact product here) up to this size, and 4-bit pieces beyond it:
@@ -250,7 +252,9 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
 
     embd = get("token_embd.weight")
     embed = repack_embedding(embd.data, embd.tensor_type, (cfg.vocab_size, d))
-    _check_finite(embed.scales if isinstance(embed, Int8Embedding) else embed, "token_embd.weight", path)
+    for values in ([embed.scales, embed.offset] if isinstance(embed, BlockEmbedding) else [embed]):
+        if values is not None:
+            _check_finite(values, "token_embd.weight", path)
     nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
 
     def qkv(b: str) -> dict:
@@ -285,18 +289,21 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
         )
 
     layers = (layer(i) for i in range(cfg.n_layer))  # repacked as the graph builder reaches each
+    shared = False
     if "output.weight" in tensors:
         output: LinearWeight | None = linear("output.weight", cfg.vocab_size, d)
-    elif embd.tensor_type in (QType.Q4_0, QType.Q4_1, QType.Q4_K) and not isinstance(embed, Int8Embedding):
-        # tied to a 4-bit table: the product keeps its 4 bits (faster, and smaller
-        # than a second float copy); the lookup uses the widened table
+    elif isinstance(embed, BlockEmbedding) and embed.bits == 4:
+        # tied to a 4-bit table (Q4_0, Q4_1, Q4_K): the product keeps its 4 bits
+        # (MatMulNBits), and the lookup reads the product's bytes: stored once
         output = linear("token_embd.weight", cfg.vocab_size, d)
+        if isinstance(output, Int4Weight) and shares_nibbles(embed, output):
+            embed.data, shared = output.packed, True
     else:
         output = None  # tied: the graph multiplies by the embedding table itself (see onnx_decoder)
     # a large tied 8-bit table: the product in 4-bit pieces made from it, not a float copy (TIED_FLOAT_BYTES)
-    pieces = output is None and isinstance(embed, Int8Embedding) and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES
+    pieces = output is None and isinstance(embed, BlockEmbedding) and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES
     return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output,
-                          tied_pieces=pieces)
+                          tied_pieces=pieces, embed_in_output=shared)
 
 
 def _check_finite(values: np.ndarray, name: str, path: Path) -> None:
@@ -329,8 +336,10 @@ _MATRIX_BYTES = {
     QType.Q4_K: (16 + 4 + 4) / 32,  # ... with a float32 scale and correction per run of 32
     **{t: 1 + 16 / 32 for t in _PIECE_TYPES},  # two 4-bit pieces, two scales and a correction of two terms
     QType.Q6_K: 1 + 16 / 16,  # ... per block of 16
+    QType.F16: 2, QType.BF16: 2,  # kept in 16 bits
 }
-_EMBED8_TYPES = (QType.Q8_0, QType.Q5_0, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS)  # kept as 8-bit tables
+# embedding tables kept in blocks (quant_repack.BlockEmbedding): a byte a weight, or 4 bits
+_EMBED8_TYPES = (QType.Q8_0, QType.Q5_0, QType.Q6_K, QType.IQ4_NL, QType.IQ4_XS, QType.Q5_1, QType.Q5_K)
 _BLOCK_OF = {QType.Q6_K: 16}
 # model.onnx (the nodes and small constants) and manifest.json: measured 313 kB
 # and 2 kB for SmolLM2's 30 layers, 187 kB and 91 kB for Gemma 3's 18;
@@ -352,12 +361,13 @@ def _estimate_bytes(reader: GGUFFile, cfg: DecoderConfig, extra_files: int = 0) 
         kind = t.tensor_type
         if t.name == "token_embd.weight":
             block = _BLOCK_OF.get(kind, 32)
-            if kind in _EMBED8_TYPES:  # bytes + scales; a tied product adds at most a zero point a block
-                total += int(elements * (1 + 4 / block + (0 if "output.weight" in tensors else 1 / block)))
-            else:  # a float32 table, and a 4-bit product beside it when it is tied and 4-bit
-                total += 4 * elements
-                if kind in _INT4_TYPES and "output.weight" not in tensors:
-                    total += int(elements * _MATRIX_BYTES[kind])
+            tied = "output.weight" not in tensors
+            if kind in _EMBED8_TYPES:  # bytes, scales and offsets; a tied product adds at most a zero point a block
+                total += int(elements * (1 + 8 / block + (1 / block if tied else 0)))
+            elif kind in _INT4_TYPES:  # 4 bits, scales and offsets, and the 4-bit product when it is tied
+                total += int(elements * (0.5 + 8 / block + (_MATRIX_BYTES[kind] if tied else 0)))
+            else:  # a float table, in 16 bits when it is F16 or BF16
+                total += int(elements * _MATRIX_BYTES.get(kind, 4))
         elif len(t.shape) >= 2 and kind in _MATRIX_BYTES:
             total += int(elements * _MATRIX_BYTES[kind])
         else:

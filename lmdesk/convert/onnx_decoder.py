@@ -45,7 +45,9 @@ from ..engine.model_format import (
     ATTENTION_MASK, INPUT_IDS, INSPECT_ATTENTION, INSPECT_HIDDEN, INSPECT_LENS, LOGITS, past_key, past_value,
     present_key, present_value,
 )
-from .quant_repack import BLOCK, DenseWeight, Int4Weight, Int8Embedding, LinearWeight, concat_linear, pack_pairs
+from .quant_repack import (
+    BLOCK, BlockEmbedding, DenseWeight, Factors, Int4Weight, LinearWeight, concat_linear, pack_pairs,
+)
 
 MS_DOMAIN = "com.microsoft"
 OPSET = 21
@@ -98,11 +100,13 @@ class LayerWeights:
 
 @dataclass
 class DecoderWeights:
-    embed: np.ndarray | Int8Embedding  # float32 [vocab, d_model], or 8-bit blocks
+    embed: np.ndarray | BlockEmbedding  # float32 [vocab, d_model], or blocks of 8 or 4 bits
     layers: Iterable[LayerWeights]  # read once, in order (an iterator when streaming)
     out_norm: np.ndarray
     output: LinearWeight | None  # None: tied to the embedding (see _Builder.output_from_embedding)
     tied_pieces: bool = False  # tied to an 8-bit table: the product in 4-bit pieces made from the table itself
+    # a 4-bit table whose bytes are the 4-bit output product's (quant_repack.shares_nibbles): stored once
+    embed_in_output: bool = False
 
 
 @dataclass
@@ -124,15 +128,18 @@ class _Graph:
         self._count += 1
         return f"{hint}/{self._count}"
 
-    def init(self, name: str, array: np.ndarray) -> str:
-        """The constant ``name``. A name asked for again is the same weight
-        (the output head, built once for each graph of :func:`build_graphs`):
-        it is stored once."""
+    def init(self, name: str, array: np.ndarray, data_type: int | None = None) -> str:
+        """The constant ``name`` (of the onnx type ``data_type`` when given:
+        bfloat16 from its uint16 bits). A name asked for again is the same
+        weight (the output head, built once for each graph of
+        :func:`build_graphs`): it is stored once."""
         if name in self._names:
             return name
         self._names.add(name)
         # asarray, not ascontiguousarray: a 0-d array stays a scalar (Range takes only scalars)
         tensor = numpy_helper.from_array(np.asarray(array, order="C"), name)
+        if data_type is not None:
+            tensor.data_type = data_type
         if self.sink is not None and sys.getsizeof(tensor.raw_data) >= 1024:
             offset = self.sink.tell()
             self.sink.write(tensor.raw_data)
@@ -142,17 +149,47 @@ class _Graph:
         self.inits.append(tensor)
         return name
 
-    def init_compact(self, name: str, array: np.ndarray) -> str:
-        """A float32 constant, kept in the file as float16 when every value
-        is a float16 number (GGUF's block scales, an F16 matrix) and widened
-        by a Cast that the session folds once when it starts: the values the
-        graph computes with are the same float32 numbers, the file is half
-        as large."""
+    def init_half(self, name: str, array: np.ndarray) -> str | None:
+        """The float32 ``array`` as a 16-bit constant holding the same
+        numbers: float16 (``name.f16``) when every value is a float16 number
+        (GGUF's block scales, an F16 table), else bfloat16 (``name.bf16``)
+        when every value is a bfloat16 one (a BF16 table); None otherwise."""
         array = np.ascontiguousarray(array, dtype=np.float32)
         half = array.astype(np.float16)
-        if not np.isfinite(half).all() or not np.array_equal(half.astype(np.float32), array):
-            return self.init(name, array)
-        return self.op1("Cast", [self.init(f"{name}.f16", half)], name, to=TensorProto.FLOAT)
+        if np.isfinite(half).all() and np.array_equal(half.astype(np.float32), array):
+            return self.init(f"{name}.f16", half)
+        bits = array.view(np.uint32)
+        if not (bits & 0xFFFF).any():  # bfloat16 is the top half of a float32
+            return self.init(f"{name}.bf16", (bits >> 16).astype(np.uint16), TensorProto.BFLOAT16)
+        return None
+
+    def init_compact(self, name: str, array: np.ndarray) -> str:
+        """A float32 constant, kept in the file in 16 bits when its values
+        are 16-bit numbers (:meth:`init_half`) and widened by a Cast that the
+        session folds once when it starts: the values the graph computes with
+        are the same float32 numbers, the file is half as large. (Widening
+        each time instead, to keep 16 bits in memory, was measured 17 times
+        slower: a decode step of ten 1024 x 4096 matrices 270 instead of
+        15 ms, onnxruntime 1.31, 2 threads.)"""
+        half = self.init_half(name, array)
+        if half is None:
+            return self.init(name, np.ascontiguousarray(array, dtype=np.float32))
+        return self.op1("Cast", [half], name, to=TensorProto.FLOAT)
+
+    def init_factored(self, name: str, array: np.ndarray, parts: Factors | None) -> str:
+        """Per-block float32 values (``array``, ``n`` rows) stored as their
+        :class:`Factors` and multiplied by constant operators the session
+        folds at load (the same float32 products), when ``parts`` gives them
+        back exactly; else :meth:`init_compact`."""
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if parts is None or not np.array_equal(parts.values().reshape(array.shape), array):
+            return self.init_compact(name, array)
+        n, groups = parts.coarse.shape
+        coarse = self.op1("Cast", [self.init(f"{name}.coarse.f16", parts.coarse[:, :, None])], name,
+                          to=TensorProto.FLOAT)
+        fine = self.op1("Cast", [self.init(f"{name}.fine.i8", parts.fine.reshape(n, groups, -1))], name,
+                        to=TensorProto.FLOAT)
+        return self.op1("Reshape", [self.op1("Mul", [coarse, fine], name), self.const_i64(list(array.shape))], name)
 
     def const_f32(self, value: float) -> str:
         key = ("f32", value)
@@ -202,9 +239,11 @@ class _Builder:
     def __init__(self, cfg: DecoderConfig, sink: BinaryIO | None = None, location: str = "") -> None:
         self.cfg = cfg
         self.g = _Graph(sink=sink, location=location)
-        self._embed8: tuple[str, str, int] | None = None
-        self._tied_pieces: tuple[str, str, int] | None = None
-        self._embed_table: str | None = None
+        # a tied 8-bit table: its data, scales, block and offset (or None), for the output product
+        self._embed8: tuple[str, str, int, str | None] | None = None
+        self._tied_pieces: tuple[str, str, int, str | None] | None = None
+        self._embed_table: str | None = None  # a float table: float32, or 16-bit (widened by a Cast for the product)
+        self._embed_half = False
         self._blocksums: dict[tuple[str, int], str] = {}
         self._repeats: dict[tuple[str, int], str] = {}
 
@@ -356,17 +395,12 @@ class _Builder:
         if cfg.inv_freq_swa is not None and any(cfg.swa_layers):
             rotary_swa = self.rotary_tables(cfg.inv_freq_swa, "rotary_swa")
 
-        if isinstance(w.embed, Int8Embedding) and w.tied_pieces:
+        if isinstance(w.embed, BlockEmbedding) and w.tied_pieces:
             h = self.embed_from_pieces(w.embed)
-        elif isinstance(w.embed, Int8Embedding):
-            data = g.init("token_embd.qweight", w.embed.data)
-            scales = g.init_compact("token_embd.scales", w.embed.scales)
-            self._embed8 = (data, scales, w.embed.block)
-            h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
-                      bits=8, block_size=w.embed.block, gather_axis=0, quantize_axis=1)
+        elif isinstance(w.embed, BlockEmbedding):
+            h = self.embed_blocks(w.embed, w)
         else:
-            self._embed_table = g.init_compact("token_embd.weight", w.embed)
-            h = g.op1("Gather", [self._embed_table, INPUT_IDS], "embed", axis=0)
+            h = self.embed_float(w.embed)
         if cfg.embed_scale is not None:
             h = g.op1("Mul", [h, g.const_f32(float(np.float32(cfg.embed_scale)))], "embed")
 
@@ -548,7 +582,53 @@ class _Builder:
         return normed, summed
 
 
-    def embed_from_pieces(self, table: Int8Embedding) -> str:
+    def embed_float(self, table: np.ndarray) -> str:
+        """The lookup of a float table: a Gather on it as it is stored. A
+        16-bit one (F16, BF16: :meth:`_Graph.init_half`) is gathered in 16 bits
+        and the rows widened, exactly; the table stays 16-bit in memory too,
+        unless a tied product needs it in float32 (:meth:`output_from_embedding`)."""
+        g = self.g
+        half = g.init_half("token_embd.weight", table)
+        if half is None:
+            self._embed_table = g.init("token_embd.weight", np.ascontiguousarray(table, dtype=np.float32))
+            return g.op1("Gather", [self._embed_table, INPUT_IDS], "embed", axis=0)
+        self._embed_table, self._embed_half = half, True
+        return g.op1("Cast", [g.op1("Gather", [half, INPUT_IDS], "embed", axis=0)], "embed", to=TensorProto.FLOAT)
+
+    def embed_blocks(self, e: BlockEmbedding, w: DecoderWeights) -> str:
+        """The lookup of a table in blocks (see :class:`BlockEmbedding`): one
+        ``GatherBlockQuantized`` gives ``(data - zero) * S`` (small integers
+        times the scale: exact), and a table with an offset adds the gathered
+        ``c`` of each block, the one rounding, as GGUF's dequantization has it."""
+        g, d = self.g, self.cfg.d_model
+        v, blocks = e.scales.shape
+        offset = None if e.offset is None else self.g.init_factored("token_embd.offset", e.offset, e.offset_parts)
+        if e.bits == 8:
+            data = g.init("token_embd.qweight", e.data)
+            scales = g.init_factored("token_embd.scales", e.scales, e.scale_parts)
+            self._embed8 = (data, scales, e.block, offset)
+            h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
+                      bits=8, block_size=e.block, gather_axis=0, quantize_axis=1)
+            if offset is None:
+                return h
+            h = g.op1("Reshape", [h, g.const_i64([0, 0, blocks, e.block])], "embed")
+        else:  # [V, D/B, B/2]: the output product's own bytes when they are the same (stored once)
+            shared = w.embed_in_output and isinstance(w.output, Int4Weight) and w.output.packed is e.data
+            data = g.init("output.qweight" if shared else "token_embd.qweight", e.data)
+            scales = g.init_factored("token_embd.scales", e.scales[:, :, None], e.scale_parts)
+            inputs = [data, INPUT_IDS, scales]
+            if e.zero == 0:  # an explicit zero point 0, made when the session loads (nothing in the file)
+                zero = helper.make_tensor("zero", TensorProto.UINT8, [1], [0])
+                inputs.append(g.op1("ConstantOfShape", [g.const_i64([v, blocks, 1])], "embed", value=zero))
+            h = g.op1("GatherBlockQuantized", inputs, "embed", domain=MS_DOMAIN,
+                      bits=4, block_size=e.block, gather_axis=0, quantize_axis=2)  # [b, s, D/B, B]
+        if offset is not None:
+            rows = g.op1("Unsqueeze", [g.op1("Gather", [offset, INPUT_IDS], "embed", axis=0), g.const_i64([-1])],
+                         "embed")
+            h = g.op1("Add", [h, rows], "embed")
+        return g.op1("Reshape", [h, g.const_i64([0, 0, d])], "embed")
+
+    def embed_from_pieces(self, table: BlockEmbedding) -> str:
         """The embedding lookup of a large tied 8-bit table kept only as the
         output product's two 4-bit pieces (``token_embd.pieces``: each byte
         ``u`` of the table as its low and high nibble, in ``MatMulNBits``
@@ -565,8 +645,10 @@ class _Builder:
             packed[r : r + 16384, : d // block] = pack_pairs(rows & 0x0F)
             packed[r : r + 16384, d // block :] = pack_pairs(rows >> 4)
         pieces = g.init("token_embd.pieces", packed)
-        scales = g.init_compact("token_embd.scales", table.scales)  # [V, D/B]
-        self._tied_pieces = (pieces, scales, block)
+        scales = g.init_factored("token_embd.scales", table.scales, table.scale_parts)  # [V, D/B]
+        offset = None if table.offset is None else g.init_factored("token_embd.offset", table.offset,
+                                                                   table.offset_parts)
+        self._tied_pieces = (pieces, scales, block, offset)
 
         rows = g.op1("Gather", [pieces, INPUT_IDS], "embed", axis=0)  # [b, s, 2 D/B, B/2]
         rows = g.op1("Reshape", [rows, g.const_i64([0, 0, 2, d // block, block // 2])], "embed")
@@ -588,9 +670,14 @@ class _Builder:
         u_rows = g.op1("Reshape", [u_rows, g.const_i64([0, 0, d // block, block])], "embed")
         s_rows = g.op1("Unsqueeze", [g.op1("Gather", [scales, INPUT_IDS], "embed", axis=0), g.const_i64([-1])], "embed")
         values = g.op1("Mul", [g.op1("Sub", [u_rows, g.const_f32(128.0)], "embed"), s_rows], "embed")
+        if offset is not None:  # + c, the one rounding
+            c_rows = g.op1("Unsqueeze", [g.op1("Gather", [offset, INPUT_IDS], "embed", axis=0), g.const_i64([-1])],
+                           "embed")
+            values = g.op1("Add", [values, c_rows], "embed")
         return g.op1("Reshape", [values, g.const_i64([0, 0, d])], "embed")
 
-    def pieces_from_table(self, data: str, scales: str, block: int) -> tuple[str, str, int]:
+    def pieces_from_table(self, data: str, scales: str, block: int,
+                          offset: str | None) -> tuple[str, str, int, str | None]:
         """The pieces of :meth:`embed_from_pieces` (``[V, 2 D/B, B/2]``, the low
         nibbles' blocks, then the high nibbles') made in the graph from the 8-bit
         table ``data`` ``[V, D]``: constants the session folds at load. Byte
@@ -608,23 +695,29 @@ class _Builder:
                                    g.op1("BitwiseAnd", [odd, high_mask], "output_pieces")], "output_pieces")
         pieces = g.op1("Concat", [low, high], "output_pieces", axis=1)  # [V, 2 D/B, B/2, 1]
         pieces = g.op1("Reshape", [pieces, g.const_i64([v, 2 * d // block, block // 2])], "output_pieces")
-        return pieces, scales, block
+        return pieces, scales, block, offset
 
     def output_from_pieces(self, x: str) -> str:
         """``x @ embed.T`` from the pieces of :meth:`embed_from_pieces`: one
         ``MatMulNBits`` over ``[x, x]`` with scales ``S`` and ``16 S`` (folded
         from ``S`` at load) and the correction ``8 S``, since ``S*(lo - 8) +
-        16 S*(hi - 8) + 8 S = S*(u - 128)``."""
+        16 S*(hi - 8) + 8 S = S*(u - 128)``. A table with offsets adds ``c``
+        as a second correction term (``8 S + c`` would round in float32)."""
         g, cfg = self.g, self.cfg
-        pieces, scales, block = self._tied_pieces
+        pieces, scales, block, offset = self._tied_pieces
         d = cfg.d_model
         both = g.op1("Concat", [scales, g.op1("Mul", [scales, g.const_f32(16.0)], "output_w")], "output_w", axis=1)
         flat = g.op1("Reshape", [both, g.const_i64([-1])], "output_w")
         correction = g.op1("Transpose", [g.op1("Mul", [scales, g.const_f32(8.0)], "output_w")], "output_w",
                            perm=[1, 0])
+        sums = self.blocksum(x, d, block)
+        if offset is not None:
+            correction = g.op1("Concat", [correction, g.op1("Transpose", [offset], "output_w", perm=[1, 0])],
+                               "output_w", axis=0)
+            sums = self.repeated(sums, 2)
         y = g.op1("MatMulNBits", [self.repeated(x, 2), pieces, flat], "output", domain=MS_DOMAIN,
                   K=2 * d, N=cfg.vocab_size, bits=4, block_size=block, accuracy_level=cfg.accuracy_level)
-        return g.op1("Add", [y, g.op1("MatMul", [self.blocksum(x, d, block), correction], "output")], "output")
+        return g.op1("Add", [y, g.op1("MatMul", [sums, correction], "output")], "output")
 
     def output_from_embedding(self) -> str:
         """The tied output matrix ``embed`` ([vocab, d_model]) as float32, from
@@ -633,14 +726,25 @@ class _Builder:
         ``session.disable_quant_qdq``, so it is folded rather than kept for a
         quantized product), and the file keeps the table once, in 8 bits.
         ``(q - 128) * d`` is exact in float32: an 8-bit integer times a
-        float16 scale needs 19 bits of mantissa."""
+        float16 scale needs 19 bits of mantissa; a table with offsets adds them
+        (folded too: the float32 rows of the lookup). A 16-bit float table is
+        widened by a Cast the session folds (the lookup keeps gathering the
+        16-bit one)."""
         g, cfg = self.g, self.cfg
         if self._embed8 is None:  # a float table: the same matrix serves both, stored once
+            if self._embed_half:
+                return g.op1("Cast", [self._embed_table], "output_w", to=TensorProto.FLOAT)
             return self._embed_table
-        data, scales, block = self._embed8
+        data, scales, block, offset = self._embed8
         zero = g.init("output_w.zero_point",
                       np.full((cfg.vocab_size, cfg.d_model // block), 128, np.uint8))
-        return g.op1("DequantizeLinear", [data, scales, zero], "output_w", axis=1, block_size=block)
+        table = g.op1("DequantizeLinear", [data, scales, zero], "output_w", axis=1, block_size=block)
+        if offset is None:
+            return table
+        v, d = cfg.vocab_size, cfg.d_model
+        blocks = g.op1("Reshape", [table, g.const_i64([v, d // block, block])], "output_w")
+        blocks = g.op1("Add", [blocks, g.op1("Unsqueeze", [offset, g.const_i64([-1])], "output_w")], "output_w")
+        return g.op1("Reshape", [blocks, g.const_i64([v, d])], "output_w")
 
 
 def build_decoder(cfg: DecoderConfig, weights: DecoderWeights, *, sink: BinaryIO | None = None,

@@ -25,7 +25,15 @@ Nothing is quantized a second time.
   makes it ``w`` again. Two bytes of 4 bits for every weight: the size of
   8 bits, not the 32 of a float.
 * everything else is dequantized to float32 (``gguf.quants.dequantize``),
-  which is exact for F32/F16/BF16 and for every other block type.
+  which is exact for F32/F16/BF16 and for every other block type (the graph
+  keeps values that are 16-bit numbers in 16 bits: see onnx_decoder).
+
+Embedding tables (:func:`repack_embedding`) stay in their blocks too, read by
+``GatherBlockQuantized``: ``w = S * u + c`` in float32, as gguf-py (and
+llama.cpp's ``dequantize_row_*``) computes it. ``S * u`` is exact in float32
+for every type here (a float16 scale, times at most 6 bits of sub-scale,
+times at most 8 bits of integer), so the one rounding is that of ``+ c``,
+fused multiply-add or not: the rows are bit for bit the file's values.
 
 A linear weight here is the GGUF matrix of shape ``(out_features,
 in_features)`` (GGUF's ``ne1, ne0``), so ``y = x @ W.T``.
@@ -109,34 +117,100 @@ LinearWeight = Int4Weight | DenseWeight
 
 
 @dataclass
-class Int8Embedding:
-    """An embedding table for ``GatherBlockQuantized`` (``bits=8``,
-    ``block_size`` 32 or 16): ``data`` uint8 ``[V, D]`` holds ``q + 128`` (the
-    operator's default zero point is 128), ``scales`` float32 ``[V, D/block]``.
-    Each gathered row is ``(data - 128) * S``: exactly GGUF's ``S * q`` for the
-    types whose blocks are a scale times a signed integer of at most 8 bits
-    (Q8_0, Q5_0, Q6_K, IQ4_NL, IQ4_XS)."""
+class Factors:
+    """Per-block float32 values kept as ``coarse * fine``: ``coarse`` float16
+    ``[n, G]`` (a K-quant's super-block ``d`` or ``dmin``), ``fine`` int8
+    ``[n, G * g]`` (its 6-bit sub-scales or minimums), the product exact in
+    float32. The folder stores these (1.06 bytes a block of 32, where the
+    float32 values take 4); the graph multiplies them when the session loads."""
+
+    coarse: np.ndarray
+    fine: np.ndarray
+
+    def values(self) -> np.ndarray:
+        n, groups = self.coarse.shape
+        fine = self.fine.reshape(n, groups, -1).astype(np.float32)
+        return (self.coarse.astype(np.float32)[:, :, None] * fine).reshape(n, -1)
+
+
+@dataclass
+class BlockEmbedding:
+    """An embedding table for ``GatherBlockQuantized``: each row in blocks of
+    ``block`` weights, ``w = (data - zero) * scales + offset`` in float32.
+
+    ``bits`` 8: ``data`` uint8 ``[V, D]`` holds ``u + zero - z`` for blocks
+    ``S * (u - z)`` (the operator's default zero point 128), or ``u + 128`` for
+    blocks ``S * u + c``. ``bits`` 4: ``data`` uint8 ``[V, D/B, B/2]`` holds the
+    4-bit ``u`` two a byte in ``MatMulNBits`` order (the same bytes a tied
+    4-bit output product uses), ``zero`` 8 (the default: Q4_0) or 0 (an
+    explicit zero point: Q4_1, Q4_K, whose blocks are ``S * u + c``).
+    ``scales`` float32 ``[V, D/B]``; ``offset`` float32 ``[V, D/B]`` (``c``) or
+    ``None``; ``scale_parts`` / ``offset_parts``: their :class:`Factors` when
+    the file has them so (K-quants), else ``None``."""
 
     data: np.ndarray
     scales: np.ndarray
+    offset: np.ndarray | None = None
+    bits: int = 8
+    zero: int = 128
     block: int = BLOCK
+    scale_parts: Factors | None = None
+    offset_parts: Factors | None = None
+
+    def integers(self) -> np.ndarray:
+        """``data - zero`` as int32 ``[V, D]``."""
+        if self.bits == 4:
+            u = np.stack([self.data & 0x0F, self.data >> 4], axis=-1).reshape(self.data.shape[0], -1)
+        else:
+            u = self.data
+        return u.astype(np.int32) - self.zero
 
     def dequantize(self) -> np.ndarray:
-        v, dim = self.data.shape
-        q = self.data.astype(np.float32).reshape(v, -1, self.block) - 128.0
-        return (q * self.scales[:, :, None]).reshape(v, dim)
+        """The float32 ``[V, D]`` table, in the graph's order of operations."""
+        v = self.data.shape[0]
+        w = self.integers().astype(np.float32).reshape(v, -1, self.block) * self.scales[:, :, None]
+        if self.offset is not None:
+            w = w + self.offset[:, :, None]
+        return w.reshape(v, -1)
 
 
-def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Int8Embedding | np.ndarray:
-    """The embedding table: blocks of a scale times a signed integer of at most
-    8 bits stay 8-bit; anything else is float32."""
+def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> BlockEmbedding | np.ndarray:
+    """The embedding table in its blocks (:class:`BlockEmbedding`) for every
+    type that is a scale times an integer of at most 8 bits, with or without
+    an offset per block; float32 otherwise (F32, F16, BF16, other types)."""
     v, dim = shape
     ints = integer_blocks(raw, qtype, shape)
-    if ints is not None and ints.centre is not None and ints.centre <= 128 and int(ints.u.max()) + 128 - ints.centre <= 255:
+    if ints is None:
+        return dequantize(raw, qtype, shape)
+    b, top = ints.block, int(ints.u.max(initial=0))
+    parts = {"scale_parts": ints.scale_parts, "offset_parts": ints.offset_parts}
+    if ints.bits <= 4 and ints.centre in (8, None):
+        packed = pack_pairs(ints.u.reshape(v, dim // b, b))
+        if ints.centre == 8:  # Q4_0: the operator's default zero point 8
+            return BlockEmbedding(packed, np.ascontiguousarray(ints.scale), None, 4, 8, b, ints.scale_parts)
+        return BlockEmbedding(packed, np.ascontiguousarray(ints.scale), np.ascontiguousarray(ints.offset), 4, 0, b,
+                              **parts)
+    if ints.centre is not None and ints.centre <= 128 and top + 128 - ints.centre <= 255:
         data = ints.u.reshape(v, dim)
         data += np.uint8(128 - ints.centre)  # in place: the stored byte is q + 128
-        return Int8Embedding(data, np.ascontiguousarray(ints.scale), ints.block)
+        return BlockEmbedding(data, np.ascontiguousarray(ints.scale), None, 8, 128, b, ints.scale_parts)
+    if ints.centre is None and top + 128 <= 255:  # S * u + c: the byte is u + 128
+        data = ints.u.reshape(v, dim)
+        data += np.uint8(128)
+        return BlockEmbedding(data, np.ascontiguousarray(ints.scale), np.ascontiguousarray(ints.offset), 8, 128, b,
+                              **parts)
     return dequantize(raw, qtype, shape)
+
+
+def shares_nibbles(embed: BlockEmbedding, weight: Int4Weight) -> bool:
+    """Whether the 4-bit ``weight`` (a tied output product from the same GGUF
+    tensor) holds the table's integers byte for byte wherever a block's scale
+    is not zero (where it is, every integer gives the same row): the lookup
+    can then read the product's bytes, stored once."""
+    if embed.bits != 4 or weight.pieces != 1 or weight.block != embed.block or weight.packed.shape != embed.data.shape:
+        return False
+    live = embed.scales != 0
+    return bool(np.array_equal(weight.packed[live], embed.data[live]))
 
 
 @dataclass
@@ -152,36 +226,58 @@ class IntegerBlocks:
     block: int
     bits: int
     centre: int | None
+    scale_parts: Factors | None = None  # scale (and offset) as a K-quant's header has them
+    offset_parts: Factors | None = None
 
 
-def _block_scales(raw: np.ndarray, qtype: QType, n: int) -> tuple[np.ndarray, np.ndarray, int, int, int | None] | None:
-    """(scale, offset, block, bits, centre) from the header fields of each block,
+@dataclass
+class _Header:
+    scale: np.ndarray
+    offset: np.ndarray
+    block: int
+    bits: int
+    centre: int | None
+    scale_parts: Factors | None = None
+    offset_parts: Factors | None = None
+
+
+def _k_factors(d: np.ndarray, fine: np.ndarray, n: int, sign: int = 1) -> Factors:
+    """A super-block's float16 ``d`` [n, K/256] times its sub-block integers (``sign`` times them)."""
+    return Factors(np.ascontiguousarray(d.reshape(n, -1)), (sign * fine.astype(np.int16)).astype(np.int8).reshape(n, -1))
+
+
+def _block_scales(raw: np.ndarray, qtype: QType, n: int) -> _Header | None:
+    """Scale, offset, block, bits and centre from the header fields of each block,
     or None for a type that is not a scale times an integer per block."""
     f32 = np.float32
-    if qtype in (QType.Q8_0, QType.Q5_0, QType.IQ4_NL):
+    if qtype in (QType.Q8_0, QType.Q5_0, QType.IQ4_NL, QType.Q4_0):
         d = _blocks(raw, np.dtype([("d", "<f2"), ("rest", "u1", (GGML_SIZES[qtype][1] - 2,))]), n)["d"].astype(f32)
-        bits, centre = {QType.Q8_0: (8, 128), QType.Q5_0: (5, 16), QType.IQ4_NL: (8, 128)}[qtype]
-        return d, -f32(centre) * d, BLOCK, bits, centre
-    if qtype == QType.Q5_1:
-        b = _blocks(raw, np.dtype([("d", "<f2"), ("m", "<f2"), ("rest", "u1", (20,))]), n)
-        return b["d"].astype(f32), b["m"].astype(f32), BLOCK, 5, None
+        bits, centre = {QType.Q8_0: (8, 128), QType.Q5_0: (5, 16), QType.IQ4_NL: (8, 128), QType.Q4_0: (4, 8)}[qtype]
+        return _Header(d, -f32(centre) * d, BLOCK, bits, centre)
+    if qtype in (QType.Q5_1, QType.Q4_1):
+        b = _blocks(raw, np.dtype([("d", "<f2"), ("m", "<f2"), ("rest", "u1", (GGML_SIZES[qtype][1] - 4,))]), n)
+        return _Header(b["d"].astype(f32), b["m"].astype(f32), BLOCK, 5 if qtype == QType.Q5_1 else 4, None)
     if qtype == QType.Q6_K:
         b = _blocks(raw, np.dtype([("q", "u1", (192,)), ("sc", "i1", (16,)), ("d", "<f2")]), n)
         scale = (b["d"].astype(f32)[..., None] * b["sc"].astype(f32)).reshape(n, -1)
-        return scale, -f32(32) * scale, 16, 6, 32
-    if qtype == QType.Q5_K:
-        b = _blocks(raw, np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("rest", "u1", (160,))]), n)
+        return _Header(scale, -f32(32) * scale, 16, 6, 32, _k_factors(b["d"], b["sc"], n))
+    if qtype in (QType.Q5_K, QType.Q4_K):
+        rest = GGML_SIZES[qtype][1] - 16
+        b = _blocks(raw, np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("rest", "u1", (rest,))]), n)
         sc, mn = quants.Q4_K.get_scale_min(b["scales"].reshape(-1, 12))
         d = b["d"].astype(f32).reshape(-1, 1)
         dmin = b["dmin"].astype(f32).reshape(-1, 1)
-        return (d * sc.astype(f32)).reshape(n, -1), -(dmin * mn.astype(f32)).reshape(n, -1), BLOCK, 5, None
+        return _Header((d * sc.astype(f32)).reshape(n, -1), -(dmin * mn.astype(f32)).reshape(n, -1), BLOCK,
+                       5 if qtype == QType.Q5_K else 4, None,
+                       _k_factors(b["d"], sc, n), _k_factors(b["dmin"], mn, n, -1))
     if qtype == QType.IQ4_XS:
         b = _blocks(raw, np.dtype([("d", "<f2"), ("sh", "<u2"), ("sl", "u1", (4,)), ("qs", "u1", (128,))]), n)
         j = np.arange(8)
         low = (b["sl"][..., j // 2] >> (4 * (j % 2))).astype(np.int16) & 0x0F
         high = ((b["sh"][..., None].astype(np.int32) >> (2 * j)) & 3).astype(np.int16)
-        scale = (b["d"].astype(f32)[..., None] * ((low | (high << 4)) - 32).astype(f32)).reshape(n, -1)
-        return scale, -f32(128) * scale, BLOCK, 8, 128
+        sub = (low | (high << 4)) - 32
+        scale = (b["d"].astype(f32)[..., None] * sub.astype(f32)).reshape(n, -1)
+        return _Header(scale, -f32(128) * scale, BLOCK, 8, 128, _k_factors(b["d"], sub, n))
     return None
 
 
@@ -198,7 +294,7 @@ def integer_blocks(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Int
     header = _block_scales(raw, qtype, n)
     if header is None:
         return None
-    scale, offset, block, bits, centre = header
+    scale, offset, block, bits, centre = header.scale, header.offset, header.block, header.bits, header.centre
     u = np.empty((n, k), np.uint8)
     step = max(1, (1 << 22) // k)  # rows per slice: about 4 million weights
     for r in range(0, n, step):
@@ -213,7 +309,7 @@ def integer_blocks(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Int
         if not np.array_equal(back.astype(np.float64), w):
             return None
         u[rows] = q.reshape(-1, k)
-    return IntegerBlocks(u, scale, offset, block, bits, centre)
+    return IntegerBlocks(u, scale, offset, block, bits, centre, header.scale_parts, header.offset_parts)
 
 
 def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
