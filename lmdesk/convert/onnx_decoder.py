@@ -86,7 +86,7 @@ class DecoderConfig:
     swa_layers: tuple[bool, ...] = ()  # per layer: True where the layer attends through the window
     inv_freq_swa: np.ndarray | None = None  # rotary of the sliding-window layers, when it differs
     rope_mscale: float = 1.0  # cos and sin times this (Phi-3's long-context attn_factor)
-    kv_dtype: str = "float32"  # the KV cache and GroupQueryAttention: "float32", or "float16" (see _Builder.attend)
+    kv_dtype: str = "float32"  # the KV cache and GroupQueryAttention: "float32", or "float16" (see the module text)
 
 
 @dataclass
@@ -546,7 +546,7 @@ class _Builder:
             sin = g.op1("Unsqueeze", [sin, g.const_i64([-1])], name)
         else:  # NeoX: (x[i], x[i + hd / 2])
             x0, x1 = g.op("Split", [q, g.const_i64([hd // 2, hd // 2])], name, n_out=2, axis=-1)
-        # rotated in float32; a float16 cache keeps the rotated query (as its keys) rounded
+        # rotated in float32; in float16, GroupQueryAttention rounds the rotated query as it does the keys
         r0 = self.half_rounded(g.op1("Sub", [g.op1("Mul", [x0, cos], name), g.op1("Mul", [x1, sin], name)], name), name)
         r1 = self.half_rounded(g.op1("Add", [g.op1("Mul", [x0, sin], name), g.op1("Mul", [x1, cos], name)], name), name)
         q = g.op1("Reshape", [g.op1("Concat", [r0, r1], name, axis=-1), g.const_i64([kvh, heads // kvh, hd])], name)
