@@ -8,7 +8,7 @@ Commands:
   lmdesk score --conversation F  a conversation (JSON: messages and tools) as the chat template writes it
   lmdesk generate PROMPT         let the model write, token by token
   lmdesk generate --conversation F   continue a conversation (the assistant's turn)
-  lmdesk import-gguf FILE [--out DIR]
+  lmdesk import-gguf FILE [--out DIR] [--kv-cache float32|float16]
   lmdesk prepare-model [--from FILE]
 
 Errors a person can fix end with one sentence on stderr and exit code 2.
@@ -92,7 +92,7 @@ class _StopOnSignals:
 
 def _cmd_import_gguf(args: argparse.Namespace) -> int:
     with _StopOnSignals() as stop:  # before the converter's slow imports: a signal then stops it too
-        from .convert.gguf_import import import_gguf
+        from .convert.gguf_import import KV_CACHE_DEFAULT, import_gguf
         from .engine.errors import Cancelled
         from .engine.paths import model_dirs
 
@@ -102,7 +102,8 @@ def _cmd_import_gguf(args: argparse.Namespace) -> int:
         try:
             result = import_gguf(src, out, progress=progress, should_cancel=stop.requested,
                                  accuracy_level=4 if args.fast else 0, overwrite=args.force,
-                                 chat_template=_template(args))
+                                 chat_template=_template(args),
+                                 kv_cache=KV_CACHE_DEFAULT if args.kv_cache is None else args.kv_cache)
         except Cancelled as exc:
             if stop.signum is None:
                 raise
@@ -459,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the model folder's chat template, instead of the GGUF file's (or for a file without one)")
     imp.add_argument("--fast", action="store_true",
                      help="int8 activations in 4-bit matrix products: faster, not exact (default: exact)")
+    # checked by the importer, in one sentence (argparse's choices would print its usage)
+    imp.add_argument("--kv-cache", metavar="{float32,float16}",
+                     help="the number type of the model's KV cache: float16 takes half the memory and rounds "
+                          "the attention to float16 (default: float32)")
     imp.set_defaults(func=_cmd_import_gguf)
 
     prep = sub.add_parser("prepare-model", help="fetch and convert the default model (SmolLM2-135M-Instruct)")

@@ -47,6 +47,18 @@ after the embeddings and after every layer (``hidden_states``), the head
 (``head``), and every layer's softmaxed attention weights, per head, of a
 query over its keys (zero outside a sliding window and after the query).
 
+A float16 KV cache (``kv_cache="float16"``), as onnxruntime's CPU
+``GroupQueryAttention`` computes in float16 on x86 (contrib_ops/cpu/bert/
+group_query_attention.cc, gqa_attention_base.h; mlas rotary_embedding.cpp):
+its q, k and v inputs are float16 (the converter casts them), so are its cos
+and sin tables; the rotary is computed in float32 from those and rounded to
+float16 (the rotated keys are what the cache keeps); q and the keys and values
+are widened to float32 for Q K^T, the scale, the soft-cap, the softmax and the
+weighted sum of the values, whose result is rounded to float16 once. Here the
+same values are rounded at the same places and everything else stays float64.
+(ARM builds with float16 vector instructions sum Q K^T in float16 itself: not
+modelled.)
+
 Extras that are cheap to get right and also follow llama.cpp: optional
 ``rope_freqs.weight`` (per-frequency divisors, Llama-3.1 style), ``linear``
 rope scaling (``{arch}.rope.scaling.factor``), ``{arch}.attention.key_length``
@@ -95,11 +107,18 @@ class ReferenceModel:
         ``"normal"`` (default, what llama.cpp uses for ``llama``) or ``"neox"``
         (half-split pairs).  Only meant for self-checks that demonstrate the
         choice matters; leave at the default.
+    kv_cache:
+        ``"float32"`` (default: no rounding anywhere) or ``"float16"``: the
+        attention's values rounded to float16 where onnxruntime's float16
+        GroupQueryAttention rounds them (see the module text).
     """
 
-    def __init__(self, gguf_path, *, rope_mode: str | None = None):
+    def __init__(self, gguf_path, *, rope_mode: str | None = None, kv_cache: str = "float32"):
         if rope_mode not in (None, "normal", "neox"):
             raise ValueError(f"unknown rope_mode {rope_mode!r}")
+        if kv_cache not in ("float32", "float16"):
+            raise ValueError(f"unknown kv_cache {kv_cache!r}")
+        self.kv_cache = kv_cache
         self.path = Path(gguf_path)
         reader = gguf.GGUFReader(str(self.path))
         self.metadata = read_gguf_metadata(reader)
@@ -245,6 +264,12 @@ class ReferenceModel:
         return self.tensors["token_embd.weight" if self.tied_output else "output.weight"]
 
     # ------------------------------------------------------------------
+    def half(self, x: np.ndarray) -> np.ndarray:
+        """``x`` rounded to float16 (to nearest, ties to even) with a float16 cache, else as it is."""
+        if self.kv_cache != "float16":
+            return x
+        return np.asarray(x, dtype=np.float64).astype(np.float16).astype(np.float64)
+
     def rms_norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * weight
 
@@ -253,8 +278,8 @@ class ReferenceModel:
         x = np.array(x, dtype=np.float64, copy=True)
         inv_freq = self.inv_freq if inv_freq is None else inv_freq
         ang = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # [T, rope_dim/2]
-        cos = np.cos(ang)[:, None, :] * self.mscale
-        sin = np.sin(ang)[:, None, :] * self.mscale
+        cos = self.half(np.cos(ang)[:, None, :] * self.mscale)
+        sin = self.half(np.sin(ang)[:, None, :] * self.mscale)
         r = self.rope_dim
         if self.rope_mode == "normal":
             x0 = x[..., 0:r:2].copy()
@@ -267,11 +292,13 @@ class ReferenceModel:
             x1 = x[..., h:r].copy()
             x[..., 0:h] = x0 * cos - x1 * sin
             x[..., h:r] = x0 * sin + x1 * cos
-        return x
+        return self.half(x)
 
-    def attention(self, x: np.ndarray, L: int, positions: np.ndarray, weights: list | None = None) -> np.ndarray:
+    def attention(self, x: np.ndarray, L: int, positions: np.ndarray, weights: list | None = None,
+                  kv: list | None = None) -> np.ndarray:
         """Self-attention block output (before the residual add).  x: [T, d] (already normed).
-        With ``weights`` (a list), the softmaxed scores [n_head, T_q, T_k] are appended to it."""
+        With ``weights`` (a list), the softmaxed scores [n_head, T_q, T_k] are appended to it;
+        with ``kv``, the keys (rotated) and values [T, n_head_kv, head_dim] as a cache holds them."""
         T = x.shape[0]
         p = f"blk.{L}."
         q = x @ self.w(p + "attn_q.weight").T
@@ -287,9 +314,12 @@ class ReferenceModel:
         if p + "attn_q_norm.weight" in self.tensors:  # qwen3, gemma3: each head normalized on its own
             q = self.rms_norm(q, self.w(p + "attn_q_norm.weight"))
             k = self.rms_norm(k, self.w(p + "attn_k_norm.weight"))
+        q, k, v = self.half(q), self.half(k), self.half(v)  # the attention's inputs
         inv_freq = self.inv_freq_swa if self.swa[L] else self.inv_freq
         q = self.rope(q, positions, inv_freq)
         k = self.rope(k, positions, inv_freq)
+        if kv is not None:
+            kv.append((k, v))
 
         group = self.n_head // self.n_head_kv
         scale = self.scale
@@ -312,7 +342,7 @@ class ReferenceModel:
             out[:, h, :] = probs @ v[:, kvh, :]
         if weights is not None:
             weights.append(every_head)
-        out = out.reshape(T, self.n_head * self.head_dim_v)
+        out = self.half(out.reshape(T, self.n_head * self.head_dim_v))  # the attention's output
         return out @ self.w(p + "attn_output.weight").T
 
     def mlp(self, x: np.ndarray, L: int) -> np.ndarray:
@@ -325,9 +355,11 @@ class ReferenceModel:
             act = gate / (1.0 + np.exp(-gate))
         return (act * up) @ self.w(p + "ffn_down.weight").T
 
-    def hidden_states(self, token_ids, positions=None, attention: list | None = None) -> list[np.ndarray]:
+    def hidden_states(self, token_ids, positions=None, attention: list | None = None,
+                      kv: list | None = None) -> list[np.ndarray]:
         """Residual stream after embedding and after every layer: list of n_layer+1 [T, d] arrays.
-        With ``attention`` (a list), every layer's attention weights [n_head, T_q, T_k] are appended to it."""
+        With ``attention`` (a list), every layer's attention weights [n_head, T_q, T_k] are appended to it;
+        with ``kv``, every layer's keys and values (see :meth:`attention`)."""
         ids = np.asarray(list(token_ids), dtype=np.int64)
         if ids.ndim != 1 or ids.size == 0:
             raise ValueError("token_ids must be a non-empty 1-D sequence")
@@ -342,7 +374,7 @@ class ReferenceModel:
         for L in range(self.n_layer):
             p = f"blk.{L}."
             h = self.rms_norm(x, self.w(p + "attn_norm.weight"))
-            a = self.attention(h, L, positions, attention)
+            a = self.attention(h, L, positions, attention, kv)
             if p + "post_attention_norm.weight" in self.tensors:
                 a = self.rms_norm(a, self.w(p + "post_attention_norm.weight"))
             x = x + a

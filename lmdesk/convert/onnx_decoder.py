@@ -6,14 +6,24 @@ runtime code serves imported GGUF models and ONNX folders made elsewhere:
 inputs
     ``input_ids`` int64 ``[batch, seq]``, ``attention_mask`` int64
     ``[batch, past + seq]``, ``past_key_values.N.key`` / ``.value`` float32
-    ``[batch, kv_heads, past, head_dim]``
+    (or float16, below) ``[batch, kv_heads, past, head_dim]``
 outputs
     ``logits`` float32 ``[batch, seq, vocab]`` (every position),
-    ``present.N.key`` / ``.value`` float32 ``[batch, kv_heads, past + seq, head_dim]``
+    ``present.N.key`` / ``.value`` (as the past) ``[batch, kv_heads, past + seq, head_dim]``
 
 Operators are those onnxruntime's CPU provider runs fused:
 ``GroupQueryAttention`` (with rotary embedding inside), ``MatMulNBits``,
 ``SkipSimplifiedLayerNormalization``. Weights come from :mod:`quant_repack`.
+
+With ``DecoderConfig.kv_dtype == "float16"`` the cache is float16 and so is
+``GroupQueryAttention``: its q, k and v are cast to float16, its cos and sin
+tables too (folded at load), and its output back to float32; everything else
+stays float32. onnxruntime's CPU kernel (x86) then rounds the rotated q and k
+to float16 (the keys as the cache keeps them), computes the scores, the
+softmax and the weighted sum of the values in float32, and rounds the output
+to float16 (contrib_ops/cpu/bert/gqa_attention_base.h, mlas rotary_embedding).
+The cache takes half the memory and decoding at a long document reads half
+the bytes.
 
 :func:`build_graphs` makes a second graph beside it, the inspection graph:
 the same nodes and weights (the two files share one weights file) and, for
@@ -78,6 +88,7 @@ class DecoderConfig:
     swa_layers: tuple[bool, ...] = ()  # per layer: True where the layer attends through the window
     inv_freq_swa: np.ndarray | None = None  # rotary of the sliding-window layers, when it differs
     rope_mscale: float = 1.0  # cos and sin times this (Phi-3's long-context attn_factor)
+    kv_dtype: str = "float32"  # the KV cache and GroupQueryAttention: "float32", or "float16" (see the module text)
 
 
 @dataclass
@@ -340,11 +351,12 @@ class _Builder:
             helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "total_seq"]),
         ]
         outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "seq", cfg.vocab_size])]
+        kv_type = self.kv_type()
         for i in range(cfg.n_layer):
             for nm in (past_key(i), past_value(i)):
-                inputs.append(helper.make_tensor_value_info(nm, TensorProto.FLOAT, ["batch", kvh, "past_seq", hd]))
+                inputs.append(helper.make_tensor_value_info(nm, kv_type, ["batch", kvh, "past_seq", hd]))
             for nm in (present_key(i), present_value(i)):
-                outputs.append(helper.make_tensor_value_info(nm, TensorProto.FLOAT, ["batch", kvh, "total_seq", hd]))
+                outputs.append(helper.make_tensor_value_info(nm, kv_type, ["batch", kvh, "total_seq", hd]))
 
         taps = self.body(w)
         body_nodes = list(g.nodes)
@@ -390,10 +402,10 @@ class _Builder:
             "mask",
             to=TensorProto.INT32,
         )
-        rotary = self.rotary_tables(cfg.inv_freq)
+        rotary = self.attention_tables(self.rotary_tables(cfg.inv_freq))
         rotary_swa = rotary
         if cfg.inv_freq_swa is not None and any(cfg.swa_layers):
-            rotary_swa = self.rotary_tables(cfg.inv_freq_swa, "rotary_swa")
+            rotary_swa = self.attention_tables(self.rotary_tables(cfg.inv_freq_swa, "rotary_swa"))
 
         if isinstance(w.embed, BlockEmbedding) and w.tied_pieces:
             h = self.embed_from_pieces(w.embed)
@@ -424,6 +436,7 @@ class _Builder:
                            self.head_norm(k, kvh, lw.k_norm, f"{p}.attn_k_norm"), v]
             else:
                 attn_in = [qkv, "", ""]
+            attn_in = [self.to_attention(x, f"{p}.attn") for x in attn_in]
             extra = {"softcap": float(cfg.attn_softcap)} if cfg.attn_softcap > 0 else {}
             if swa:  # onnxruntime's window: the keys a query sees, itself included (measured on 1.31)
                 extra["local_window_size"] = int(cfg.sliding_window)
@@ -443,7 +456,7 @@ class _Builder:
             taps.layers.append(_LayerTaps(attn_in[0], pk, cos, sin, swa))
             g.nodes.append(helper.make_node("Identity", [pk], [present_key(i)], name=f"{p}.present_key"))
             g.nodes.append(helper.make_node("Identity", [pv], [present_value(i)], name=f"{p}.present_value"))
-            pending = self.linear(attn, lw.o, f"{p}.attn_output")
+            pending = self.linear(self.from_attention(attn, f"{p}.attn"), lw.o, f"{p}.attn_output")
             if lw.post_attn_norm is not None:
                 pending = self.plain_norm(pending, lw.post_attn_norm, f"{p}.post_attention_norm")
 
@@ -466,6 +479,36 @@ class _Builder:
     def attn_scale(self) -> float:
         cfg = self.cfg
         return float(cfg.attn_scale if cfg.attn_scale is not None else 1.0 / np.sqrt(cfg.head_dim))
+
+    # -- the attention's number type (float32, or float16 with the cache) --------
+    def half(self) -> bool:
+        return self.cfg.kv_dtype == "float16"
+
+    def kv_type(self) -> int:
+        if self.cfg.kv_dtype not in ("float32", "float16"):
+            raise ValueError(f"a KV cache of {self.cfg.kv_dtype!r}: float32 or float16")
+        return TensorProto.FLOAT16 if self.half() else TensorProto.FLOAT
+
+    def to_attention(self, x: str, name: str) -> str:
+        """``x`` in GroupQueryAttention's number type (an absent input stays absent)."""
+        return self.g.op1("Cast", [x], name, to=TensorProto.FLOAT16) if x and self.half() else x
+
+    def from_attention(self, x: str, name: str) -> str:
+        """A value of GroupQueryAttention's number type as float32."""
+        return self.g.op1("Cast", [x], name, to=TensorProto.FLOAT) if self.half() else x
+
+    def attention_tables(self, tables: tuple[str, str]) -> tuple[str, str]:
+        """The rotary cos and sin as GroupQueryAttention takes them (its inputs
+        share one type): with a float16 cache, the float32 tables rounded to
+        float16 by a Cast the session folds at load."""
+        return tuple(self.to_attention(t, "rotary") for t in tables)
+
+    def half_rounded(self, x: str, name: str) -> str:
+        """With a float16 cache, float32 ``x`` rounded to float16 (and float32
+        again): what GroupQueryAttention stores of a value it computed in float32."""
+        if not self.half():
+            return x
+        return self.from_attention(self.to_attention(x, name), name)
 
     def head(self, final: str, w: DecoderWeights) -> str:
         """The logits of the normalized state ``final`` ``[batch, seq, d_model]``:
@@ -520,15 +563,16 @@ class _Builder:
     def attention_weights(self, t: _LayerTaps, name: str) -> str:
         """The softmaxed scores ``[1, n_head, total_seq]`` of the last query over every key, as
         GroupQueryAttention computes them: the query rotated at its position, the keys
-        as the present cache holds them (rotated), scaled, soft-capped and windowed."""
+        as the present cache holds them (rotated), scaled, soft-capped and windowed;
+        in float32 (from float16 query, tables and keys with a float16 cache)."""
         g, cfg = self.g, self.cfg
         hd, heads, kvh = cfg.head_dim, cfg.n_head, cfg.n_head_kv
         total = g.op1("Squeeze", [g.op1("Shape", [ATTENTION_MASK], name, start=1, end=2), g.const_i64([0])], name)
         position = g.op1("Sub", [total, g.const_i64([1])], name)  # int64 scalar: the query's position
         q = g.op1("Slice", [t.query, g.const_i64([0]), g.const_i64([heads * hd]), g.const_i64([2])], name)
-        q = g.op1("Reshape", [self.last_row(q, name), g.const_i64([heads, hd])], name)
-        cos = g.op1("Gather", [t.cos, position], name, axis=0)  # [hd / 2]
-        sin = g.op1("Gather", [t.sin, position], name, axis=0)
+        q = self.from_attention(g.op1("Reshape", [self.last_row(q, name), g.const_i64([heads, hd])], name), name)
+        cos = self.from_attention(g.op1("Gather", [t.cos, position], name, axis=0), name)  # [hd / 2]
+        sin = self.from_attention(g.op1("Gather", [t.sin, position], name, axis=0), name)
         if cfg.rope_interleaved:  # (x[2i], x[2i + 1])
             pairs = g.op1("Reshape", [q, g.const_i64([heads, hd // 2, 2])], name)
             x0, x1 = g.op("Split", [pairs, g.const_i64([1, 1])], name, n_out=2, axis=-1)
@@ -536,13 +580,14 @@ class _Builder:
             sin = g.op1("Unsqueeze", [sin, g.const_i64([-1])], name)
         else:  # NeoX: (x[i], x[i + hd / 2])
             x0, x1 = g.op("Split", [q, g.const_i64([hd // 2, hd // 2])], name, n_out=2, axis=-1)
-        r0 = g.op1("Sub", [g.op1("Mul", [x0, cos], name), g.op1("Mul", [x1, sin], name)], name)
-        r1 = g.op1("Add", [g.op1("Mul", [x0, sin], name), g.op1("Mul", [x1, cos], name)], name)
+        # rotated in float32; in float16, GroupQueryAttention rounds the rotated query as it does the keys
+        r0 = self.half_rounded(g.op1("Sub", [g.op1("Mul", [x0, cos], name), g.op1("Mul", [x1, sin], name)], name), name)
+        r1 = self.half_rounded(g.op1("Add", [g.op1("Mul", [x0, sin], name), g.op1("Mul", [x1, cos], name)], name), name)
         q = g.op1("Reshape", [g.op1("Concat", [r0, r1], name, axis=-1), g.const_i64([kvh, heads // kvh, hd])], name)
 
         keys = g.op1("Slice", [t.present_key, g.const_i64([0]), g.op1("Unsqueeze", [total, g.const_i64([0])], name),
                                g.const_i64([2])], name)  # [1, kvh, total, hd]: the cache may be longer
-        keys = g.op1("Squeeze", [keys, g.const_i64([0])], name)
+        keys = self.from_attention(g.op1("Squeeze", [keys, g.const_i64([0])], name), name)
         scores = g.op1("MatMul", [q, g.op1("Transpose", [keys], name, perm=[0, 2, 1])], name)  # [kvh, group, total]
         scores = g.op1("Mul", [g.op1("Reshape", [scores, g.const_i64([1, heads, -1])], name),
                                g.const_f32(self.attn_scale())], name)

@@ -33,7 +33,7 @@ ShouldCancel = Callable[[], bool]
 TEXT = Segment("text", None)
 HISTORY_LIMIT = 500
 # memory for the cache positions edits wrote over, kept so that undo puts them back:
-# SmolLM2 keeps 46 kB a position (1,400 positions), Gemma 3 270M 36 kB
+# SmolLM2 keeps 46 kB a position (1,400 positions), Gemma 3 270M 36 kB (half with a float16 cache)
 UNDO_CACHE_BYTES = 64 << 20
 
 
