@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     # checked by the importer, in one sentence (argparse's choices would print its usage)
     imp.add_argument("--kv-cache", metavar="{float32,float16}",
                      help="the number type of the model's KV cache: float16 takes half the memory and rounds "
-                          "the attention to float16 (default: float32)")
+                          "the attention to float16 (measured on SmolLM2: 714 -> 553 MB after 8,000 tokens, "
+                          "logits up to 0.06 from exact, no faster on x86; default: float32, exact)")
     imp.set_defaults(func=_cmd_import_gguf)
 
     prep = sub.add_parser("prepare-model", help="fetch and convert the default model (SmolLM2-135M-Instruct)")
