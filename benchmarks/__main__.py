@@ -498,7 +498,11 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
         while win.busy and time.time() < end:
             app.processEvents()
 
-    run_until_idle(lambda: None) if win.info is None else None
+    # the model loading: its busy signals may have come and gone before a handler could
+    # listen (a race that left this waiting for ever), so wait for what they leave behind
+    end = time.time() + 120
+    while (win.info is None or win.busy) and time.time() < end:
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
     spinner = None
     if busy:
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
