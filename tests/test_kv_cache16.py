@@ -39,6 +39,7 @@ import pytest
 from gguf import GGMLQuantizationType as Q
 from reference import ReferenceModel
 from test_gguf_import import TEXT, TINY_CASES
+from test_undo import Counting
 from tiny_gguf import write_tiny_gguf
 
 from lmdesk.convert.gguf_import import import_gguf
@@ -156,25 +157,6 @@ def _check_session(s: Session, rounded: ReferenceModel, plain: ReferenceModel) -
     got = np.array([t.stats.logprob for t in s.doc.tokens[1:]] + list(_log_softmax(s.next_logits())))
     _closer(got, np.concatenate([lp16[at - 1, ids[1:]], lp16[-1]]), np.concatenate([lp[at - 1, ids[1:]], lp[-1]]),
             LOGPROB_TOL)
-
-
-class Counting:
-    """Counts the positions the model is run over."""
-
-    def __init__(self, model: LoadedModel) -> None:
-        self.model, self.positions = model, 0
-        self._forward = model.forward
-
-    def __enter__(self):
-        def counted(ids, cache):
-            self.positions += len(ids)
-            return self._forward(ids, cache)
-
-        self.model.forward = counted
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        del self.model.forward  # the class's own again
 
 
 @pytest.mark.parametrize("arch", list(CASES))
