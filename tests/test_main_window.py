@@ -190,24 +190,32 @@ def test_generating_works_out_the_next_distribution_a_few_times_a_second_and_for
 
     end_turn(qtbot, win, "hi")
     start = len(win.state.tokens)
-    win.max_tokens.setValue(40)
+    win.max_tokens.setValue(60)
     win.seed.setValue(1)
     win.fixed_seed.setChecked(True)
     idle(qtbot, win)
-    slow_down(win, 0.02)  # 40 tokens: about a second
-    states = []
+    slow_down(win, 0.02)  # 60 tokens: over a second
+    states, charted = [], []
     win.client.worker.stateChanged.connect(states.append, Qt.ConnectionType.DirectConnection)
+    shown = win.dist.set_distribution
+
+    def chart(*args, **kwargs):
+        charted.append(win.busy)
+        shown(*args, **kwargs)
+
+    win.dist.set_distribution = chart
     t0 = time.monotonic()
     run_op(qtbot, win, win.generate.click, "generate")
     seconds = time.monotonic() - t0
     win.client.worker.stateChanged.disconnect(states.append)
-    during = [st for st in states if start < len(st.tokens) < start + 40]
-    assert len(during) >= 30
+    during = [st for st in states if start < len(st.tokens) < start + 60]
+    assert len(during) >= 45
     with_next = [st for st in during if st.next is not None]
     assert 1 <= len(with_next) <= 2 + seconds / 0.2, (len(with_next), seconds)
+    assert charted.count(True) >= 2, charted  # the chart follows the writing, a few times a second
     # the window ends on the distribution after the last token, against numpy's softmax of the model's logits
     last = win.state
-    assert len(last.tokens) == start + 40 and last.next is not None
+    assert len(last.tokens) == start + 60 and last.next is not None
     logits = win.client.worker.session.next_logits().astype(np.float64)
     p = np.exp(logits - logits.max())
     p /= p.sum()

@@ -1159,8 +1159,11 @@ class MainWindow(QMainWindow):
             parts = BOTH
         elif began - self._last_slow_draw >= SLOW_PARTS_S / 2:
             parts = PLOT if self._next_slow_part == "plot" else CHART
-            self._next_slow_part = "chart" if parts is PLOT else "plot"
-            self._last_slow_draw = began
+            if parts is CHART and not self._can_chart(state):
+                parts = frozenset()  # the chart's turn waits for a state with the distribution (five a second)
+            else:
+                self._next_slow_part = "chart" if parts is PLOT else "plot"
+                self._last_slow_draw = began
         else:
             parts = frozenset()
         self.draw_state(state, parts=parts)
@@ -1172,6 +1175,11 @@ class MainWindow(QMainWindow):
 
     def _frame_done(self, began: float) -> None:
         self._next_draw = max(self._next_draw, time.monotonic() + 2 * (time.monotonic() - began))
+
+    def _can_chart(self, state: EngineState) -> bool:
+        """Whether ``state`` has what the chart shows: while the model writes, most states
+        come without the next-token distribution (the worker works it out a few times a second)."""
+        return state.next is not None or not state.tokens or self.position is not None
 
     def draw_state(self, state: EngineState, parts: frozenset[str] = BOTH) -> None:
         """Show ``state``: the chips always; the surprise plot and the chart (with
@@ -1195,9 +1203,7 @@ class MainWindow(QMainWindow):
             self.surprise.set_selection(None, None)
         if self.busy and self.position is None:
             self.doc_view.scroll_to_end()
-        # while the model writes, most states come without the next-token distribution (the
-        # worker works it out a few times a second): the chart keeps the last one it showed
-        if "chart" in parts and (state.next is not None or not state.tokens or self.position is not None):
+        if "chart" in parts and self._can_chart(state):  # else the chart keeps the last one it showed
             self.show_position(self.position)
             self.update_span_label()
         self._set_enabled()
