@@ -24,14 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.__main__ import current_rss_mb  # noqa: E402 - after the path set-up
+
 SHAPE = dict(vocab=32000, d_model=1024, n_head=8, n_head_kv=4, d_ff=2048, n_layer=2)
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(folder: str, repeat: int) -> dict:
@@ -39,12 +34,12 @@ def measure(folder: str, repeat: int) -> dict:
 
     from lmdesk.engine.model import LoadedModel
 
-    before = rss_mb()
+    before = current_rss_mb()
     model = LoadedModel(folder, threads=2)
-    loaded = rss_mb()
+    loaded = current_rss_mb()
     ids = list(range(10, 26))
     logits, cache = model.forward(ids, model.empty_cache())
-    after_forward = rss_mb()
+    after_forward = current_rss_mb()
     steps = []
     for i in range(repeat):
         t0 = time.perf_counter()
