@@ -643,3 +643,40 @@ def test_a_tool_call_edited_until_it_is_no_call_is_kept_as_text(smol: LoadedMode
     s.truncate(paris)  # the call's JSON cut short: no call any more, its text is the message's
     last = s.messages()[-1]
     assert last.tool_calls == () and last.content == '{"name": "get_weather", "arguments": {"city": "'
+
+
+def test_greedy_takes_the_first_of_tied_best_scores_with_all_the_probability(
+        tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Session(tiny_model)
+    s.load_text("the cat")
+    logits = np.linspace(-3.0, 1.0, tiny_model.vocab_size).astype(np.float32)
+    logits[[11, 5, 40]] = 4.5  # three tied best scores: the lowest id is the first choice
+    monkeypatch.setattr(s, "next_logits", lambda: logits)
+    for settings in (SamplingSettings(greedy=True), SamplingSettings(temperature=0.0)):
+        assert s.choose(settings) == (5, 1.0)
+        one_hot = transformed_probs(logits, settings)  # the distribution greedy draws from
+        assert one_hot[5] == 1.0 and one_hot.sum() == 1.0
+
+
+def test_steps_over_one_cache_each_give_their_own_logits(tiny_model: LoadedModel,
+                                                          tiny_reference: ReferenceModel) -> None:
+    """Decode steps reuse what they bound of the cache: each still gives the
+    reference's logits, leaves the logits it gave before as they were, and a
+    step again from a shorter cache gives the same logits as the first time."""
+    ids = tiny_model.tokenizer.encode(TEXT).ids[:20]
+    more = [7, 19, 3, 42]
+    ref = tiny_reference.forward(ids + more)
+    _, cache = tiny_model.forward(ids, tiny_model.empty_cache())
+    got, caches = [], [cache]
+    for t in more:
+        logits, cache = tiny_model.forward([t], cache)
+        got.append(logits)
+        caches.append(cache)
+    kept = [g.copy() for g in got]
+    for j, logits in enumerate(got):
+        np.testing.assert_allclose(logits[0], ref[len(ids) + j], atol=2e-4)
+        assert np.array_equal(logits, kept[j])
+    again, _ = tiny_model.forward([more[1]], caches[1])
+    assert np.array_equal(again, kept[1])
+    other, _ = tiny_model.forward([more[0]], caches[1])  # another token at that position: its own logits
+    np.testing.assert_allclose(other[0], tiny_reference.forward(ids + [more[0], more[0]])[-1], atol=2e-4)

@@ -97,6 +97,9 @@ class LoadedModel:
         self.cache_in_place = self._in_place
         self._kv_names = list(zip(spec.past_key_names, spec.present_key_names,
                                   spec.past_value_names, spec.present_value_names))
+        # per session: the binding of the cache arrays last run in place, kept for the next
+        # step over the same arrays (binding 2 x 30 cache buffers anew took 2.6 ms a step)
+        self._bound: dict[int, tuple[ort.InferenceSession, tuple, ort.IOBinding]] = {}
         self._output_names = [spec.logits_name] + [
             n for pair in zip(spec.present_key_names, spec.present_value_names) for n in pair
         ]
@@ -151,6 +154,8 @@ class LoadedModel:
     def close_inspection(self) -> None:
         """Let the inspection session go (its memory: measured +117 MB for
         SmolLM2, +568 MB for Gemma 3 270M); the next inspection loads it again."""
+        if self._inspection is not None:
+            self._bound.pop(id(self._inspection), None)
         self._inspection = None
 
     @property
@@ -227,12 +232,31 @@ class LoadedModel:
             raise ValueError(f"{total} tokens exceed the model's context of {self.context_length}")
         if write:
             cache = self.room_for(cache, total)
-        binding = session.io_binding()
+        binding = self._cache_binding(session, cache, outputs, write)
         # the bound arrays must outlive the run: onnxruntime reads them in place
         input_ids = np.asarray(ids, dtype=np.int64).reshape(1, len(ids))
         mask = np.ones((1, total), dtype=np.int64)
         binding.bind_cpu_input(spec.input_ids_name, input_ids)
         binding.bind_cpu_input(spec.attention_mask_name, mask)
+        for name in outputs:  # anew: a run leaves its outputs bound, of that run's shape
+            binding.bind_output(name, "cpu")
+        session.run_with_iobinding(binding)
+        values = [v.numpy() for v in binding.get_outputs()[: len(outputs)]]
+        return values, KVCache(cache.keys, cache.values, total) if write else cache
+
+    def _cache_binding(self, session: ort.InferenceSession, cache: KVCache, outputs: Sequence[str],
+                       write: bool) -> ort.IOBinding:
+        """A binding of ``session`` with ``outputs`` and the cache's arrays bound
+        (as past and, with ``write``, as present): the last one made for the
+        session when it bound the very same arrays (a cache and its
+        truncations share them), else a new one. The tuples of arrays are kept
+        with it, so that what it points to stays allocated."""
+        key = (cache.keys, cache.values, tuple(outputs), write)
+        held = self._bound.get(id(session))
+        if held is not None and held[0] is session and held[1][0] is key[0] and held[1][1] is key[1] \
+                and held[1][2:] == key[2:]:
+            return held[2]
+        binding = session.io_binding()
         for name in outputs:  # first: get_outputs() lists the outputs in binding order
             binding.bind_output(name, "cpu")
         for (past_k, present_k, past_v, present_v), k, v in zip(self._kv_names, cache.keys, cache.values):
@@ -240,9 +264,8 @@ class LoadedModel:
                 binding.bind_input(past, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
                 if write:
                     binding.bind_output(present, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
-        session.run_with_iobinding(binding)
-        values = [v.numpy() for v in binding.get_outputs()[: len(outputs)]]
-        return values, KVCache(cache.keys, cache.values, total) if write else cache
+        self._bound[id(session)] = (session, key, binding)
+        return binding
 
     def checked(self, logits: np.ndarray) -> np.ndarray:
         """``logits``, unless a row holds NaN, +infinity or nothing finite:

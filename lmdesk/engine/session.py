@@ -827,13 +827,13 @@ class Session:
         With a fixed seed and no ``rng``, the draw is the one the seed's stream
         gives this position of the reply (see :meth:`seed_stream`): sampling step
         by step gives the tokens Generate gives with that seed."""
+        if settings.is_greedy:  # the first of the highest scores, with all of the probability
+            # (what transformed_probs gives, without its 262,144 float64 numbers for Gemma 3: 2.9 ms)
+            return int(np.argmax(self.next_logits())), 1.0
         probs = transformed_probs(self.next_logits(), settings)
-        if settings.is_greedy:
-            tok = int(np.argmax(probs))
-        else:
-            if rng is None:
-                rng = self.seed_stream(settings.seed) if settings.seed is not None else np.random.default_rng()
-            tok = draw(probs, rng)
+        if rng is None:
+            rng = self.seed_stream(settings.seed) if settings.seed is not None else np.random.default_rng()
+        tok = draw(probs, rng)
         return tok, float(probs[tok])
 
     def seed_stream(self, seed: int) -> np.random.Generator:
