@@ -459,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--chat-template", metavar="FILE.jinja",
                      help="the model folder's chat template, instead of the GGUF file's (or for a file without one)")
     imp.add_argument("--fast", action="store_true",
-                     help="int8 activations in 4-bit matrix products: faster, not exact (default: exact)")
+                     help="int8 activations in the matrix products, as llama.cpp computes them: about llama.cpp's "
+                          "speed and faithfulness, not exact (default: exact)")
     # checked by the importer, in one sentence (argparse's choices would print its usage)
     imp.add_argument("--kv-cache", metavar="{float32,float16}",
                      help="the number type of the model's KV cache: float16 takes half the memory and rounds "

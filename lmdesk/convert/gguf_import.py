@@ -239,7 +239,7 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
         data = t.data.reshape(out_f, -1)
         if rows is not None:
             data, out_f = data[rows[0] : rows[1]], rows[1] - rows[0]
-        w = repack_linear(data, t.tensor_type, (out_f, in_f))
+        w = repack_linear(data, t.tensor_type, (out_f, in_f), eight_bit=cfg.accuracy_level == 4)
         _check_finite(w.scales if isinstance(w, Int4Weight) else w.matrix, name, path)
         if isinstance(w, Int4Weight) and w.correction is not None:
             _check_finite(w.correction, name, path)
@@ -307,10 +307,13 @@ def _weights(tensors: dict, cfg: DecoderConfig, spec: ArchSpec, path: Path, tick
             embed.data, shared = output.packed, True
     else:
         output = None  # tied: the graph multiplies by the embedding table itself (see onnx_decoder)
+    # with int8 activations (--fast), a tied 8-bit table is the 8-bit product's own weight
+    eight = output is None and isinstance(embed, BlockEmbedding) and embed.bits == 8 and cfg.accuracy_level == 4
     # a large tied 8-bit table: the product in 4-bit pieces made from it, not a float copy (TIED_FLOAT_BYTES)
-    pieces = output is None and isinstance(embed, BlockEmbedding) and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES
+    pieces = (output is None and not eight and isinstance(embed, BlockEmbedding)
+              and 4 * cfg.vocab_size * d > TIED_FLOAT_BYTES)
     return DecoderWeights(embed=embed, layers=layers, out_norm=vector("output_norm.weight", d), output=output,
-                          tied_pieces=pieces, embed_in_output=shared)
+                          tied_pieces=pieces, embed_in_output=shared, tied_eight=eight)
 
 
 def _check_finite(values: np.ndarray, name: str, path: Path) -> None:

@@ -116,6 +116,7 @@ class DecoderWeights:
     out_norm: np.ndarray
     output: LinearWeight | None  # None: tied to the embedding (see _Builder.output_from_embedding)
     tied_pieces: bool = False  # tied to an 8-bit table: the product in 4-bit pieces made from the table itself
+    tied_eight: bool = False  # tied to an 8-bit table, int8 activations: an 8-bit product of the table's own bytes
     # a 4-bit table whose bytes are the 4-bit output product's (quant_repack.shares_nibbles): stored once
     embed_in_output: bool = False
 
@@ -253,6 +254,7 @@ class _Builder:
         # a tied 8-bit table: its data, scales, block and offset (or None), for the output product
         self._embed8: tuple[str, str, int, str | None] | None = None
         self._tied_pieces: tuple[str, str, int, str | None] | None = None
+        self._tied_eight: tuple[str, str, int, str | None] | None = None  # (data, flat scales, block, offset)
         self._embed_table: str | None = None  # a float table: float32, or 16-bit (widened by a Cast for the product)
         self._embed_half = False
         self._blocksums: dict[tuple[str, int], str] = {}
@@ -283,7 +285,7 @@ class _Builder:
             sc = self.g.init_compact(f"{name}.scales", w.scales.reshape(-1))
             y = self.g.op1(
                 "MatMulNBits", [self.repeated(x, w.pieces), qw, sc], name, domain=MS_DOMAIN,
-                K=k * w.pieces, N=n, bits=4, block_size=w.block, accuracy_level=self.cfg.accuracy_level,
+                K=k * w.pieces, N=n, bits=w.bits, block_size=w.block, accuracy_level=self.cfg.accuracy_level,
             )
             if w.correction is not None:
                 corr = self.block_offset(w, sc, name)
@@ -516,6 +518,8 @@ class _Builder:
         g, cfg = self.g, self.cfg
         if w.output is None and self._tied_pieces is not None:
             logits = self.output_from_pieces(final)
+        elif w.output is None and self._tied_eight is not None:
+            logits = self.output_eight(final)
         elif w.output is None:
             flat = g.op1("Reshape", [final, g.const_i64([-1, cfg.d_model])], "output")
             y = g.op1("Gemm", [flat, self.output_from_embedding()], "output", transB=1)
@@ -648,7 +652,14 @@ class _Builder:
         g, d = self.g, self.cfg.d_model
         v, blocks = e.scales.shape
         offset = None if e.offset is None else self.g.init_factored("token_embd.offset", e.offset, e.offset_parts)
-        if e.bits == 8:
+        if e.bits == 8 and w.tied_eight:  # [V, D/B, B]: the 8-bit output product's weight too
+            data = g.init("token_embd.qweight", e.data.reshape(v, blocks, e.block))
+            scales = g.init_factored("token_embd.scales", e.scales[:, :, None], e.scale_parts)
+            flat = g.op1("Reshape", [scales, g.const_i64([-1])], "output_w")  # folded at load
+            self._tied_eight = (data, flat, e.block, offset)
+            h = g.op1("GatherBlockQuantized", [data, INPUT_IDS, scales], "embed", domain=MS_DOMAIN,
+                      bits=8, block_size=e.block, gather_axis=0, quantize_axis=2)  # [b, s, D/B, B]
+        elif e.bits == 8:
             data = g.init("token_embd.qweight", e.data)
             scales = g.init_factored("token_embd.scales", e.scales, e.scale_parts)
             self._embed8 = (data, scales, e.block, offset)
@@ -763,6 +774,22 @@ class _Builder:
         y = g.op1("MatMulNBits", [self.repeated(x, 2), pieces, flat], "output", domain=MS_DOMAIN,
                   K=2 * d, N=cfg.vocab_size, bits=4, block_size=block, accuracy_level=cfg.accuracy_level)
         return g.op1("Add", [y, g.op1("MatMul", [sums, correction], "output")], "output")
+
+    def output_eight(self, x: str) -> str:
+        """``x @ embed.T`` as one 8-bit ``MatMulNBits`` over the table's own
+        bytes (``u + 128 - z`` or ``u + 128``, zero point 128: ``S * (u - z)``
+        or ``S * u``), plus ``blocksum(x) @ c.T`` for a table with offsets.
+        Only with int8 activations (``--fast``): in float32 this product is
+        thirty times slower than the 4-bit pieces."""
+        g, cfg = self.g, self.cfg
+        data, scales, block, offset = self._tied_eight
+        y = g.op1("MatMulNBits", [x, data, scales], "output", domain=MS_DOMAIN, K=cfg.d_model, N=cfg.vocab_size,
+                  bits=8, block_size=block, accuracy_level=cfg.accuracy_level)
+        if offset is None:
+            return y
+        correction = g.op1("Transpose", [offset], "output_w", perm=[1, 0])  # [D/B, V], folded at load
+        return g.op1("Add", [y, g.op1("MatMul", [self.blocksum(x, cfg.d_model, block), correction], "output")],
+                     "output")
 
     def output_from_embedding(self) -> str:
         """The tied output matrix ``embed`` ([vocab, d_model]) as float32, from

@@ -23,7 +23,13 @@ Nothing is quantized a second time.
   doubled) with scales ``S`` for ``lo`` and ``16 S`` for ``hi`` computes
   ``S*(lo - 8) + 16 S*(hi - 8)``, and the correction ``c + 136 S`` per block
   makes it ``w`` again. Two bytes of 4 bits for every weight: the size of
-  8 bits, not the 32 of a float.
+  8 bits, not the 32 of a float. For ``import-gguf --fast`` (int8
+  activations) they are one 8-bit ``MatMulNBits`` weight instead, the byte
+  ``u + 128 - z`` under the operator's default zero point 128 (``w = S *
+  (u - z)``: Q8_0, Q5_0, Q6_K, IQ4), or ``u + 128`` with the correction ``c``
+  (Q5_1, Q5_K): the weights are still the file's, and one int8 product is
+  faster than two (an 8-bit product in float32 is not: 1 s for Gemma 3's
+  output, where the pieces take 33 ms).
 * everything else is dequantized to float32 (``gguf.quants.dequantize``),
   which is exact for F32/F16/BF16 and for every other block type (the graph
   keeps values that are 16-bit numbers in 16 bits: see onnx_decoder).
@@ -56,7 +62,8 @@ _Q4_1 = np.dtype([("d", "<f2"), ("m", "<f2"), ("qs", "u1", (16,))])
 
 @dataclass
 class Int4Weight:
-    """A 4-bit weight in ``MatMulNBits`` layout (``bits=4``, ``block_size`` 32, or 16 for Q6_K).
+    """A 4-bit weight in ``MatMulNBits`` layout (``bits=4``, ``block_size`` 32, or 16 for Q6_K);
+    with ``bits`` 8, an 8-bit one (``packed`` ``[N, K/B, B]``, a byte a weight, zero point 128).
 
     ``packed``: uint8 ``[N, P*K/B, B/2]`` for ``P`` pieces of blocks of ``B``
     weights (``P*K`` inputs: the input repeated ``P`` times), element ``2i`` in
@@ -76,6 +83,7 @@ class Int4Weight:
     block_min: np.ndarray | None = None
     pieces: int = 1
     block: int = BLOCK
+    bits: int = 4
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -85,10 +93,13 @@ class Int4Weight:
     def dequantize(self) -> np.ndarray:
         """The ``[N, K]`` matrix this weight stands for, summed in float64 (for checks)."""
         n, k = self.shape
-        lo = self.packed & 0x0F
-        hi = self.packed >> 4
-        q = np.stack([lo, hi], axis=-1).reshape(n, -1, self.block)
-        w = (q.astype(np.float64) - 8.0) * self.scales[:, :, None]
+        if self.bits == 8:
+            q, zero = self.packed.reshape(n, -1, self.block), 128.0
+        else:
+            lo = self.packed & 0x0F
+            hi = self.packed >> 4
+            q, zero = np.stack([lo, hi], axis=-1).reshape(n, -1, self.block), 8.0
+        w = (q.astype(np.float64) - zero) * self.scales[:, :, None]
         w = w.reshape(n, self.pieces, k // self.block, self.block).sum(axis=1)
         if self.correction is not None:
             corr = self.correction.T.astype(np.float64)
@@ -328,6 +339,22 @@ def _pieces(ints: IntegerBlocks, source: str) -> Int4Weight:
                       None, 2, b)
 
 
+def _eight(ints: IntegerBlocks, source: str) -> Int4Weight | None:
+    """One 8-bit ``MatMulNBits`` weight of integer blocks (zero point 128; see
+    the module text), or ``None`` where the integers do not fit a byte so."""
+    n, k = ints.u.shape
+    top = int(ints.u.max(initial=0))
+    if ints.centre is not None and ints.centre <= 128 and top + 128 - ints.centre <= 255:
+        shift, correction = 128 - ints.centre, None  # S * (u - z): nothing to add
+    elif top + 128 <= 255:
+        shift, correction = 128, np.ascontiguousarray(ints.offset.T)  # S * u, and c per block
+    else:
+        return None
+    packed = (ints.u + np.uint8(shift)).reshape(n, k // ints.block, ints.block)
+    return Int4Weight(packed, np.ascontiguousarray(ints.scale, np.float32), correction, source, None, 1,
+                      ints.block, 8)
+
+
 def pack_pairs(elems: np.ndarray) -> np.ndarray:
     """4-bit values ``[..., 32]`` in ``MatMulNBits`` order: elements ``2i,
     2i + 1`` in the low and high nibble of byte ``i``."""
@@ -365,11 +392,13 @@ def _repack_q4_k(raw: np.ndarray, n: int, k: int) -> Int4Weight:
     return Int4Weight(packed, np.ascontiguousarray(scale), correction, "Q4_K")
 
 
-def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> LinearWeight:
+def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int], *, eight_bit: bool = False) -> LinearWeight:
     """Turn one GGUF matrix into the weight form the ONNX graph uses.
 
     ``raw`` is the tensor's data as ``gguf.GGUFReader`` gives it, ``shape`` is
-    ``(out_features, in_features)``.
+    ``(out_features, in_features)``. ``eight_bit``: a type of 5 to 8 bits
+    becomes one 8-bit weight rather than two 4-bit pieces (for int8
+    activations, ``import-gguf --fast``).
     """
     n, k = shape
     if qtype == QType.Q4_K and k % QK_K == 0:
@@ -389,7 +418,8 @@ def repack_linear(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> Line
         return Int4Weight(packed, np.ascontiguousarray(d), correction, qtype.name, block_min)
     ints = integer_blocks(raw, qtype, shape)
     if ints is not None:
-        return _pieces(ints, qtype.name)
+        eight = _eight(ints, qtype.name) if eight_bit else None
+        return eight if eight is not None else _pieces(ints, qtype.name)
     return DenseWeight(dequantize(raw, qtype, shape), qtype.name)
 
 
@@ -405,7 +435,7 @@ def dequantize(raw: np.ndarray, qtype: QType, shape: tuple[int, ...]) -> np.ndar
 def concat_linear(weights: list[LinearWeight]) -> LinearWeight | None:
     """Stack weights that share an input along the output axis (q|k|v,
     gate|up) so one operator computes them, or ``None`` if their kinds differ."""
-    kinds = {(w.pieces, w.block, w.correction_parts or 1) for w in weights if isinstance(w, Int4Weight)}
+    kinds = {(w.pieces, w.block, w.correction_parts or 1, w.bits) for w in weights if isinstance(w, Int4Weight)}
     if all(isinstance(w, Int4Weight) for w in weights) and len(kinds) == 1:
         int4 = [w for w in weights if isinstance(w, Int4Weight)]
         corr = None
@@ -429,6 +459,7 @@ def concat_linear(weights: list[LinearWeight]) -> LinearWeight | None:
             None if any(m is None for m in mins) else np.concatenate(mins, axis=1),
             int4[0].pieces,
             int4[0].block,
+            int4[0].bits,
         )
     if all(isinstance(w, DenseWeight) for w in weights):
         return DenseWeight(
