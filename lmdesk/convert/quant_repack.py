@@ -193,7 +193,7 @@ def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> B
     ints = integer_blocks(raw, qtype, shape)
     if ints is None:
         return dequantize(raw, qtype, shape)
-    b, top = ints.block, int(ints.u.max(initial=0))
+    b = ints.block
     parts = {"scale_parts": ints.scale_parts, "offset_parts": ints.offset_parts}
     if ints.bits <= 4 and ints.centre in (8, None):
         packed = pack_pairs(ints.u.reshape(v, dim // b, b))
@@ -201,16 +201,29 @@ def repack_embedding(raw: np.ndarray, qtype: QType, shape: tuple[int, int]) -> B
             return BlockEmbedding(packed, np.ascontiguousarray(ints.scale), None, 4, 8, b, ints.scale_parts)
         return BlockEmbedding(packed, np.ascontiguousarray(ints.scale), np.ascontiguousarray(ints.offset), 4, 0, b,
                               **parts)
-    if ints.centre is not None and ints.centre <= 128 and top + 128 - ints.centre <= 255:
-        data = ints.u.reshape(v, dim)
-        data += np.uint8(128 - ints.centre)  # in place: the stored byte is q + 128
-        return BlockEmbedding(data, np.ascontiguousarray(ints.scale), None, 8, 128, b, ints.scale_parts)
-    if ints.centre is None and top + 128 <= 255:  # S * u + c: the byte is u + 128
-        data = ints.u.reshape(v, dim)
-        data += np.uint8(128)
-        return BlockEmbedding(data, np.ascontiguousarray(ints.scale), np.ascontiguousarray(ints.offset), 8, 128, b,
-                              **parts)
+    centred = _bytes_at_128(ints)
+    if centred is True:  # the stored byte is q + 128
+        return BlockEmbedding(ints.u.reshape(v, dim), np.ascontiguousarray(ints.scale), None, 8, 128, b,
+                              ints.scale_parts)
+    if centred is False:  # S * u + c: the byte is u + 128
+        return BlockEmbedding(ints.u.reshape(v, dim), np.ascontiguousarray(ints.scale),
+                              np.ascontiguousarray(ints.offset), 8, 128, b, **parts)
     return dequantize(raw, qtype, shape)
+
+
+def _bytes_at_128(ints: IntegerBlocks) -> bool | None:
+    """Turn ``ints.u``, in place, into the bytes an 8-bit operator with the zero
+    point 128 reads: ``u + 128 - z`` for blocks ``S * (u - z)`` (True: nothing
+    is added), ``u + 128`` for blocks ``S * u + c`` (False: ``c`` is added).
+    None, with ``u`` unchanged, where the bytes would not fit."""
+    top = int(ints.u.max(initial=0))
+    if ints.centre is not None and ints.centre <= 128 and top + 128 - ints.centre <= 255:
+        ints.u += np.uint8(128 - ints.centre)
+        return True
+    if ints.centre is None and top + 128 <= 255:
+        ints.u += np.uint8(128)
+        return False
+    return None
 
 
 def shares_nibbles(embed: BlockEmbedding, weight: Int4Weight) -> bool:
@@ -343,16 +356,12 @@ def _eight(ints: IntegerBlocks, source: str) -> Int4Weight | None:
     """One 8-bit ``MatMulNBits`` weight of integer blocks (zero point 128; see
     the module text), or ``None`` where the integers do not fit a byte so."""
     n, k = ints.u.shape
-    top = int(ints.u.max(initial=0))
-    if ints.centre is not None and ints.centre <= 128 and top + 128 - ints.centre <= 255:
-        shift, correction = 128 - ints.centre, None  # S * (u - z): nothing to add
-    elif top + 128 <= 255:
-        shift, correction = 128, np.ascontiguousarray(ints.offset.T)  # S * u, and c per block
-    else:
+    centred = _bytes_at_128(ints)
+    if centred is None:
         return None
-    packed = (ints.u + np.uint8(shift)).reshape(n, k // ints.block, ints.block)
-    return Int4Weight(packed, np.ascontiguousarray(ints.scale, np.float32), correction, source, None, 1,
-                      ints.block, 8)
+    correction = None if centred else np.ascontiguousarray(ints.offset.T)  # S * (u - z), or S * u and c per block
+    return Int4Weight(ints.u.reshape(n, k // ints.block, ints.block), np.ascontiguousarray(ints.scale, np.float32),
+                      correction, source, None, 1, ints.block, 8)
 
 
 def pack_pairs(elems: np.ndarray) -> np.ndarray:

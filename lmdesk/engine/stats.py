@@ -136,10 +136,10 @@ class _StatsKernel:
         self.outputs = outputs
 
     def run(self, logits: np.ndarray, targets: np.ndarray, k: int) -> list[np.ndarray]:
+        top = np.array([k], np.int64)
         parts = [
             self.session.run(self.outputs, {
-                "logits": logits[a : a + self.ROWS], "targets": targets[a : a + self.ROWS],
-                "k": np.array([k], np.int64),
+                "logits": logits[a : a + self.ROWS], "targets": targets[a : a + self.ROWS], "k": top,
             })
             for a in range(0, len(logits), self.ROWS)
         ]
