@@ -329,7 +329,7 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from lmdesk.ui.intents import LoadText
@@ -440,6 +440,9 @@ class EngineAlike:
 
 # -- the window's UI thread: the longest it stays away from its events ---------------------------
 
+BUSY_CORE = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent: pass"
+
+
 class GapProbe:
     """A 10 ms QTimer on the UI thread; the gap is how much later than due
     each timeout arrives (what a keystroke or a Stop click would wait)."""
@@ -477,7 +480,7 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from lmdesk.ui.intents import LoadText
@@ -489,23 +492,31 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
     win.show()
     probe = GapProbe()
 
-    def run_until_idle(start) -> None:
+    def run_until_idle(start, what: str) -> None:
+        """Run ``start`` (which sends the window's request) and the event loop until the
+        worker has handled that request and the window has shown its end. (Waiting on the
+        worker's busy signals instead heard the end of an earlier request: the slot of a
+        plain function runs in the worker's thread, as soon as it is emitted.)"""
+        sent = win.client.sent
+        start()
+        target = win.client.sent
+        if target == sent:
+            raise RuntimeError(f"the window sent no request for {what}")
         loop = QEventLoop()
-        began: list[bool] = []
+        poll = QTimer()
+        deadline = time.monotonic() + 900
 
-        def on_busy(is_busy: bool, _what: str) -> None:
-            if is_busy:
-                began.append(True)
-            elif began:
+        def check() -> None:
+            if win.client.worker.handled >= target or time.monotonic() > deadline:
                 loop.quit()
 
-        win.client.worker.busyChanged.connect(on_busy)
-        start()
+        poll.timeout.connect(check)
+        poll.start(20)
         loop.exec()
-        win.client.worker.busyChanged.disconnect(on_busy)
-        end = time.time() + 5
-        while win.busy and time.time() < end:
-            app.processEvents()
+        poll.stop()
+        app.processEvents()  # what the worker sent before it was done: the last state, its end
+        if win.client.worker.handled < target or win.busy:
+            raise RuntimeError(f"{what} did not end within 900 s")
 
     # the model loading: its busy signals may have come and gone before a handler could
     # listen (a race that left this waiting for ever), so wait for what they leave behind
@@ -514,7 +525,9 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
     spinner = None
     if busy:
-        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        # it keeps a core busy for as long as this process lives, and no longer: a run killed
+        # part way (a timeout) would otherwise leave it spinning under every later measurement
+        spinner = subprocess.Popen([sys.executable, "-c", BUSY_CORE, str(os.getpid())])
     out: dict = {"threads": win.client.worker.session.model.threads}
     try:
         win.temperature.setValue(0.0)
@@ -523,12 +536,12 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
             ids = story_ids(win.info.tokenizer, n)
             text = win.info.tokenizer.decode(ids)
             probe.start()
-            run_until_idle(lambda text=text: win.send(LoadText(text)))
+            run_until_idle(lambda text=text: win.send(LoadText(text)), f"reading {n} tokens")
             prefill = probe.stop()
             before = len(win.state.tokens)
             probe.start()
             t0 = time.perf_counter()
-            run_until_idle(win.generate.click)
+            run_until_idle(win.generate.click, "generating")
             seconds = time.perf_counter() - t0
             gen = probe.stop()
             made = len(win.state.tokens) - before

@@ -262,3 +262,24 @@ def test_the_extra_line_fits_a_narrow_chart(view, qtbot, width):
     assert "3,015" in html  # the rank is never dropped
     if width == 480:
         assert "… rank 3,015:" in html and MARKER in html  # with room, the whole line
+
+
+def test_a_new_distribution_sets_fonts_only_on_rows_whose_font_changes(view, qtbot, monkeypatch):
+    """While the model writes, a new distribution comes five times a second; setting a
+    label's font again lays its text out again, so only a change of font sets one."""
+    import pyqtgraph as pg
+
+    view.set_animated(False)
+    shown(qtbot, view)
+    view.set_distribution(ENTRIES, highlight=260)
+    calls = []
+    real = pg.TextItem.setFont
+    monkeypatch.setattr(pg.TextItem, "setFont", lambda item, font: (calls.append(font.bold()), real(item, font)))
+    view.set_distribution([(i + 1000, f"·w{i}", p) for i, (_, _, p) in enumerate(ENTRIES)], highlight=1001)
+    # the highlight moves from row 1 to row 1 (another token, same row): no font changes
+    assert calls == []
+    view.set_distribution(ENTRIES, highlight=2117)  # from row 1 to row 2: its name and percentage, both ways
+    assert sorted(calls) == [False, False, True, True]
+    rows = [(view._name_items[r].textItem.font().bold(), view._pct_items[r].textItem.font().bold())
+            for r in range(len(ENTRIES))]
+    assert rows == [(False, False), (False, False), (True, True), (False, False), (False, False)]

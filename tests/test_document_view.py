@@ -18,7 +18,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QImage
 from tokenizers import Tokenizer
 
@@ -733,3 +733,49 @@ def test_a_byte_chip_says_which_character_it_helps_make(qtbot) -> None:
         assert "tokens 1–3 together make ‘中’ (U+4E2D)" in v.tooltip_text(index)
     assert "together make" not in v.tooltip_text(0)
     assert "1 chance in 64" in v.tooltip_text(2)  # 6 bits: p = 1/64
+
+
+class PaintedRects(QObject):
+    """Records the rectangles of the paint events a widget gets."""
+
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self.rects: list[QRect] = []
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Paint:
+            self.rects.append(QRect(event.rect()))
+        return False
+
+    def covers(self, rect: QRect) -> bool:
+        return any(r.contains(rect) for r in self.rects)
+
+
+def test_selecting_a_chip_repaints_only_the_chips_whose_outline_changes(view, qtbot) -> None:
+    """The window sets "no chip selected" after every token the model writes: that
+    repainted the whole view (7-10 ms with a full page of chips) for nothing."""
+    tokens, segments, vocab = plain_doc(120)
+    view.set_document(tokens, segments, vocab)
+    view.select_token(30)
+    qtbot.wait(30)
+    painted = PaintedRects(view.canvas())
+    view.select_token(None)
+    view.select_token(None)
+    qtbot.waitUntil(lambda: bool(painted.rects), timeout=2000)
+    qtbot.wait(30)
+    ring = view.chip_rect(30).adjusted(-3, -3, 3, 3)  # the outline drawn around it, which must go
+    assert painted.covers(ring)
+    visible = view.viewport().rect().translated(0, view.verticalScrollBar().value())
+    area = sum(r.width() * r.height() for r in painted.rects)
+    assert area < visible.width() * visible.height() / 4
+    painted.rects.clear()
+    view.select_token(None)  # nothing changes: nothing is painted
+    view.clear_selection()
+    qtbot.wait(50)
+    assert painted.rects == []
+    view.select_token(31)  # in view already: no scrolling
+    qtbot.waitUntil(lambda: bool(painted.rects), timeout=2000)
+    qtbot.wait(30)
+    assert painted.covers(view.chip_rect(31).adjusted(-3, -3, 3, 3))
+    assert sum(r.width() * r.height() for r in painted.rects) < visible.width() * visible.height() / 4

@@ -522,11 +522,15 @@ class DistributionView(QWidget):
 
     def _fonts_to_items(self) -> None:
         plain, bold = self._font(), self._font(bold=True)
+        # a font set again lays its text out again: 0.5 ms an item, 31 items at every new
+        # distribution while the model writes, for fonts that change only with zoom or size
         for row, (name, pct) in enumerate(zip(self._name_items, self._pct_items)):
             actual = row < len(self._ids) and self._ids[row] == self._highlight
-            name.setFont(bold if actual else plain)
-            pct.setFont(bold if actual else plain)
-        self._extra_item.setFont(plain)
+            for item in (name, pct):
+                if item.textItem.font() != (bold if actual else plain):
+                    item.setFont(bold if actual else plain)
+        if self._extra_item.textItem.font() != plain:
+            self._extra_item.setFont(plain)
 
     def _relayout(self) -> None:
         """Fit fonts to the rows, size the label gutter and place everything in view coordinates."""

@@ -198,6 +198,11 @@ class MainWindow(QMainWindow):
         self._draw_timer = QTimer(self)
         self._draw_timer.setSingleShot(True)
         self._draw_timer.timeout.connect(self.draw_pending)
+        self._later: frozenset[str] = frozenset()  # parts of the state on screen still to be drawn
+        self._fresh_next: EngineState | None = None  # the newest state received with a distribution, not yet charted
+        self._later_timer = QTimer(self)
+        self._later_timer.setSingleShot(True)
+        self._later_timer.timeout.connect(self._draw_next_later)
         self._build()
         self._connect()
         self.apply_theme(self.theme)
@@ -1136,6 +1141,8 @@ class MainWindow(QMainWindow):
         else:  # each state's first_changed counts from the one before it
             self._pending_first = min(self._pending_first, state.first_changed)
         self._pending = state
+        if state.next is not None:
+            self._fresh_next = state
         if not self._draw_timer.isActive():
             wait = max(0.0, self._next_draw - time.monotonic())
             self._draw_timer.start(round(wait * 1000))
@@ -1146,7 +1153,7 @@ class MainWindow(QMainWindow):
         state, self._pending = self._pending, None
         if state is None:
             if final and self._partly_drawn:  # the last state came in a frame that left out the plot and chart
-                self.draw_state(dataclasses.replace(self.state, first_changed=len(self.state.tokens)), parts=BOTH)
+                self._draw_later(BOTH)
                 self._partly_drawn = False
             return
         if state.first_changed != self._pending_first:
@@ -1155,8 +1162,9 @@ class MainWindow(QMainWindow):
         # while the model writes, the chips follow every frame; the plot and the chart, which
         # redraw all they show, a few times a second, and never in the same frame (each costs
         # 30-50 ms with thousands of tokens: together they would hold the window up twice as long)
-        if final or not self.busy:
-            parts = BOTH
+        later = frozenset()
+        if final or not self.busy:  # the chips now, the plot and the chart each in a frame of its own
+            parts, later = frozenset(), BOTH
         elif began - self._last_slow_draw >= SLOW_PARTS_S / 2:
             parts = PLOT if self._next_slow_part == "plot" else CHART
             if parts is CHART and not self._can_chart(state):
@@ -1167,7 +1175,9 @@ class MainWindow(QMainWindow):
         else:
             parts = frozenset()
         self.draw_state(state, parts=parts)
-        self._partly_drawn = parts != BOTH
+        self._partly_drawn = parts != BOTH and not later
+        if later:
+            self._draw_later(later)
         self._next_draw = began + FRAME_S
         # the drawing's cost includes the painting it causes, which Qt does before it runs
         # what is posted after it: the next drawing waits twice as long as this one took
@@ -1179,7 +1189,16 @@ class MainWindow(QMainWindow):
     def _can_chart(self, state: EngineState) -> bool:
         """Whether ``state`` has what the chart shows: while the model writes, most states
         come without the next-token distribution (the worker works it out a few times a second)."""
-        return state.next is not None or not state.tokens or self.position is not None
+        return (state.next is not None or not state.tokens or self.position is not None
+                or (self.busy and self._fresh_next is not None))
+
+    def _next_to_chart(self):
+        """The next-token distribution the chart shows for the end of the document: the state's
+        own, or while the model writes the newest one received (the state that brought it may
+        have been passed over for a newer one before its frame came: the chart's turn was lost)."""
+        if self.state.next is not None:
+            return self.state.next
+        return self._fresh_next.next if self._fresh_next is not None and self.busy else None
 
     def draw_state(self, state: EngineState, parts: frozenset[str] = BOTH) -> None:
         """Show ``state``: the chips always; the surprise plot and the chart (with
@@ -1192,9 +1211,8 @@ class MainWindow(QMainWindow):
         self._plot_first = min(self._plot_first, state.first_changed)
         if self.texts is not None:
             self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)
-            if "plot" in parts:
-                self.surprise.set_bits(self.plot_bits(state), self._plot_first)
-                self._plot_first = n
+        if "plot" in parts:
+            self._draw_plot()
         if self.position is not None and self.position >= n:
             self.position = None
         if self.span is not None and self.span[1] > n:
@@ -1203,13 +1221,48 @@ class MainWindow(QMainWindow):
             self.surprise.set_selection(None, None)
         if self.busy and self.position is None:
             self.doc_view.scroll_to_end()
-        if "chart" in parts and self._can_chart(state):  # else the chart keeps the last one it showed
-            self.show_position(self.position)
-            self.update_span_label()
+        if "chart" in parts:
+            self._draw_chart()
+        self._later -= parts  # drawn now, from this newer state
         self._set_enabled()
         self.ask_sampling()
         self.ask_inside()
         self.stateShown.emit(state)
+
+    def _draw_plot(self) -> None:
+        if self.texts is not None:
+            self.surprise.set_bits(self.plot_bits(self.state), self._plot_first)
+            self._plot_first = len(self.state.tokens)
+
+    def _draw_chart(self) -> None:
+        if self._can_chart(self.state):  # else the chart keeps the last one it showed
+            self.show_position(self.position)
+            self.update_span_label()
+
+    def _draw_later(self, parts: frozenset[str]) -> None:
+        """Draw ``parts`` of the state on screen in frames of their own, the plot first:
+        at the end of a long document's work, the chips, the plot and the chart in one go
+        held the window up 60-110 ms (the painting they cause comes on top)."""
+        self._later |= parts
+        if not self._later_timer.isActive():
+            # a timer of 1 ms, not 0: its turn comes after the painting of what was drawn
+            # and after whatever else is waiting (a key, a click, the other timers)
+            self._later_timer.start(1)
+
+    def _draw_next_later(self) -> None:
+        if "plot" in self._later:
+            self._later -= PLOT
+            self._draw_plot()
+        elif "chart" in self._later:
+            self._later -= CHART
+            self._draw_chart()
+        if self._later:
+            self._later_timer.start(1)
+
+    @property
+    def drawing(self) -> bool:
+        """Whether a state received, or a part of the one on screen, is still to be drawn."""
+        return self._pending is not None or bool(self._later)
 
     def on_busy(self, busy: bool, what: str) -> None:
         if not busy:
@@ -1315,7 +1368,8 @@ class MainWindow(QMainWindow):
         if index is None:
             self.doc_view.select_token(None)
             self.surprise.set_current(None)
-            nxt = self.state.next
+            nxt = self._next_to_chart()
+            self._fresh_next = None  # charted (or older than the state's own)
             if nxt is None:
                 self.dist.set_distribution([], title="Next token")
                 self.dist.set_footer("")

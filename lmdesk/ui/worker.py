@@ -592,6 +592,11 @@ class EngineClient(QObject):
         self.request.connect(self.worker.handle)
         self.thread.start()
 
+    @property
+    def sent(self) -> int:
+        """How many requests were sent: the worker's ``handled`` reaches it when all are done."""
+        return self._sent
+
     def send(self, intent: Intent) -> None:
         self._sent += 1
         self.request.emit(Request(intent, self._sent))
