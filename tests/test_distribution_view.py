@@ -283,3 +283,14 @@ def test_a_new_distribution_sets_fonts_only_on_rows_whose_font_changes(view, qtb
     rows = [(view._name_items[r].textItem.font().bold(), view._pct_items[r].textItem.font().bold())
             for r in range(len(ENTRIES))]
     assert rows == [(False, False), (False, False), (True, True), (False, False), (False, False)]
+
+
+def test_rows_made_beforehand_are_used_by_the_first_distribution(view, qtbot):
+    view.set_animated(False)
+    shown(qtbot, view)
+    view.prepare_rows(len(ENTRIES) + 1)
+    before = len(view.view_box.addedItems)
+    assert view.labels() == []  # made, not shown
+    view.set_distribution(ENTRIES, extra=(77, "·far", 0.0001, 900))
+    assert len(view.view_box.addedItems) == before  # no item made at the first drawing
+    assert len(view.labels()) == len(ENTRIES) + 1 and view.labels()[0].startswith("·Paris")

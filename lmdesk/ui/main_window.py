@@ -617,6 +617,8 @@ class MainWindow(QMainWindow):
             widget.valueChanged.connect(self.send_settings)
         self.fixed_seed.toggled.connect(self.send_settings)
         self.k_spin.valueChanged.connect(lambda k: self.send(SetK(k)))
+        self.k_spin.valueChanged.connect(lambda k: self.dist.prepare_rows(k + 1))  # + the actual token's line
+        self.dist.prepare_rows(self.k_spin.value() + 1)
         self.back_to_end.clicked.connect(lambda: self.show_position(None))
         self.force.clicked.connect(self.do_force)
         self.force_edit.returnPressed.connect(self.do_force)
