@@ -507,15 +507,18 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
         deadline = time.monotonic() + 900
 
         def check() -> None:
-            if win.client.worker.handled >= target or time.monotonic() > deadline:
+            # done: the worker has handled it, and the window has drawn all it sent (the
+            # plot and the chart come in turns of their own after the chips)
+            worker = win.client.worker
+            if (worker.handled >= target and not win.busy and not win.drawing
+                    and win.state.revision == worker._revision) or time.monotonic() > deadline:
                 loop.quit()
 
         poll.timeout.connect(check)
         poll.start(20)
         loop.exec()
         poll.stop()
-        app.processEvents()  # what the worker sent before it was done: the last state, its end
-        if win.client.worker.handled < target or win.busy:
+        if win.client.worker.handled < target or win.busy or win.drawing:
             raise RuntimeError(f"{what} did not end within 900 s")
 
     # the model loading: its busy signals may have come and gone before a handler could
