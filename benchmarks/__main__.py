@@ -329,7 +329,7 @@ def ui_click_figures(folder: Path, threads: int, clicks: int) -> dict:
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
     from lmdesk.ui.intents import LoadText
@@ -507,18 +507,14 @@ def ui_gap_figures(folder: Path, threads: int | None, lengths: list[int], new_to
         deadline = time.monotonic() + 900
 
         def check() -> None:
-            # done: the worker has handled it, and the window has drawn all it sent (the
-            # plot and the chart come in turns of their own after the chips)
-            worker = win.client.worker
-            if (worker.handled >= target and not win.busy and not win.drawing
-                    and win.state.revision == worker._revision) or time.monotonic() > deadline:
+            if win.caught_up or time.monotonic() > deadline:
                 loop.quit()
 
         poll.timeout.connect(check)
         poll.start(20)
         loop.exec()
         poll.stop()
-        if win.client.worker.handled < target or win.busy or win.drawing:
+        if not win.caught_up:
             raise RuntimeError(f"{what} did not end within 900 s")
 
     # the model loading: its busy signals may have come and gone before a handler could

@@ -23,9 +23,7 @@ def tiny_model(tmp_path_factory, name: str, **options) -> Path:
 def idle(qtbot, win) -> None:
     """Wait until the worker has answered everything sent so far and the
     window has drawn its answer."""
-    worker = win.client.worker
-    qtbot.waitUntil(lambda: worker.handled == win.client.sent and not win.busy
-                    and win.state.revision == worker._revision and not win.drawing, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: win.caught_up, timeout=TIMEOUT)
 
 
 def run_op(qtbot, win, trigger, op: str) -> list[tuple]:

@@ -1266,6 +1266,14 @@ class MainWindow(QMainWindow):
         """Whether a state received, or a part of the one on screen, is still to be drawn."""
         return self._pending is not None or bool(self._later)
 
+    @property
+    def caught_up(self) -> bool:
+        """Whether the worker has answered all that was sent and the window has drawn all of it
+        (the plot and the chart come in turns of their own after the chips)."""
+        worker = self.client.worker
+        return (worker.handled == self.client.sent and not self.busy and not self.drawing
+                and self.state.revision == worker._revision)
+
     def on_busy(self, busy: bool, what: str) -> None:
         if not busy:
             self.draw_pending(final=True)  # the work is over: show where it ended (the chips now, the rest next)
