@@ -22,7 +22,7 @@ from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QImage
 from tokenizers import Tokenizer
 
-from lmdesk.engine.document import CONTENT, MARKUP, DocToken, Segment
+from lmdesk.engine.document import CONTENT, MARKUP, TOOL_CALL, DocToken, Segment
 from lmdesk.convert.gguf_tokenizer import tokenizer_from_gguf
 from lmdesk.engine.stats import TokenStats
 from lmdesk.engine.token_text import NEWLINE_MARK, SPACE_MARK, TokenText, TokenTextTable
@@ -256,6 +256,37 @@ def test_incremental_layout_keeps_earlier_chips_and_only_measures_the_rest(view)
     # a shorter document drops the chips past its end
     view.set_document(changed[:10], segments, vocab, first_changed=10)
     assert view.chip_rect(9) == before[9] and view.chip_rect(10).isNull()
+
+
+def test_the_parts_worked_out_from_the_first_change_equal_those_worked_out_anew(view) -> None:
+    vocab = Vocab()
+    segs = [Segment("system", 0), Segment("user", 1), Segment("assistant", 2), Segment("tool", 3, name="add"),
+            Segment("assistant", 4)]
+    pieces = ([("<s>", 0, MARKUP, True)] + [(w, 0, CONTENT, False) for w in WORDS[:3]]
+              + [(w, 1, CONTENT, False) for w in WORDS] + [(" ok", 2, CONTENT, False), ('{"a":1}', 2, TOOL_CALL, False)]
+              + [(" 2", 3, CONTENT, False)] + [(w, 4, CONTENT, False) for w in WORDS[:4]])
+    tokens, _ = build(pieces, vocab)
+
+    def anew(toks):
+        fresh = DocumentView()
+        fresh.set_document(toks, segs, vocab)
+        parts = fresh.labelled_parts()
+        fresh.deleteLater()
+        return parts
+
+    # token by token, as the model writes
+    for n in range(1, len(tokens) + 1):
+        view.set_document(tokens[:n], segs, vocab, first_changed=n - 1)
+        assert view.labelled_parts() == anew(tokens[:n])
+    assert view.labelled_parts() == [(0, 4, "system"), (4, 14, "user"), (14, 16, "assistant · tool call"),
+                                     (16, 17, "tool result · add"), (17, 21, "assistant")]
+    # the tool call replaced by text (an edit in the middle), then the document cut inside a part
+    edited = tokens[:15] + [DocToken(vocab.id_of(" fine"), stats(2.0), 2, CONTENT, False)] + tokens[16:]
+    view.set_document(edited, segs, vocab, first_changed=15)
+    assert view.labelled_parts() == anew(edited)
+    assert view.labelled_parts()[2] == (14, 16, "assistant")
+    view.set_document(edited[:9], segs, vocab, first_changed=9)
+    assert view.labelled_parts() == anew(edited[:9]) == [(0, 4, "system"), (4, 9, "user")]
 
 
 def test_large_document_lays_out(view, qtbot) -> None:

@@ -999,6 +999,54 @@ def test_the_window_opens_at_the_size_it_had(qtbot, tiny_dir, tmp_path) -> None:
     third.close()
 
 
+def test_while_the_model_writes_the_plot_and_chart_come_in_turns_apart_from_the_chips(qtbot, win) -> None:
+    """While the model wrote 8,000 tokens' worth of document, the plot's frame drew the chips
+    and the plot together (20-25 ms of the window's time, twice that with a core busy elsewhere).
+    The plot, kept from each state's first change, still ends on every reply token's bits."""
+    from PySide6.QtCore import QTimer
+
+    end_turn(qtbot, win, "hi")
+    win.scope.setCurrentIndex(1)  # the replies only: the plot leaves the rest out
+    win.max_tokens.setValue(40)
+    win.seed.setValue(3)
+    win.fixed_seed.setChecked(True)
+    idle(qtbot, win)
+    slow_down(win, 0.03)  # 40 tokens: over a second, several frames of each part
+    turn = [0]
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: turn.__setitem__(0, turn[0] + 1))
+    ticker.start(0)
+    drawn: list[tuple[str, int, bool]] = []
+    for name, obj, attr in (("chips", win.doc_view, "set_document"), ("plot", win.surprise, "set_bits"),
+                            ("chart", win.dist, "set_distribution")):
+        real = getattr(obj, attr)
+
+        def record(*args, _real=real, _name=name, **kwargs):
+            drawn.append((_name, turn[0], win.busy))
+            return _real(*args, **kwargs)
+
+        setattr(obj, attr, record)
+    try:
+        run_op(qtbot, win, win.generate.click, "generate")
+        idle(qtbot, win)
+    finally:
+        ticker.stop()
+    during = [(name, t) for name, t, busy in drawn if busy]
+    chip_turns = {t for name, t in during if name == "chips"}
+    slow = [(name, t) for name, t in during if name != "chips"]
+    assert {name for name, _ in slow} == {"plot", "chart"}, drawn
+    assert not [t for _, t in slow if t in chip_turns], drawn
+    # the plot ends on the bits of the reply's words, from the tokens themselves
+    tokens, segments = win.state.tokens, win.state.segments
+    replies = [i for i, t in enumerate(tokens) if t.kind == CONTENT and segments[t.segment].role == "assistant"
+               and t.stats is not None]
+    assert len(replies) >= 30
+    assert win.surprise.drawn_indices() == replies
+    total = sum(tokens[i].stats.bits for i in replies)
+    assert win.surprise.summary_text().startswith(f"{len(replies):,} tokens · {total:,.1f} bits")
+    assert f"The replies: {len(replies):,} predicted tokens · {total:,.1f} bits" in win.span_label.text()
+
+
 def test_at_the_end_of_work_the_chips_plot_and_chart_are_drawn_in_turns_of_their_own(qtbot, win) -> None:
     """After a long document's work, the chips, the surprise plot and the chart drawn in one go
     held the window up 60-110 ms: each now comes in an event-loop turn of its own, so a key or a

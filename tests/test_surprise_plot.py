@@ -175,6 +175,58 @@ def test_five_thousand_points(plot, qtbot):
     assert plot.drawn_indices() == full.drawn_indices()
 
 
+def test_while_the_document_grows_the_x_axis_widens_in_steps_and_fits_it_again_at_the_end(plot, qtbot):
+    """A new x range redraws the axes and every point: at each token of 8,000 that held the
+    window up 3-4 ms more while the model wrote."""
+    shown(qtbot, plot)
+    bits = [None] + [1.0 + (i % 5) for i in range(1, 400)]
+    plot.set_bits(bits)
+    assert plot.view_box.viewRange()[0] == pytest.approx([-0.5, 399.5])
+    rights = []
+    for n in range(401, 700):
+        bits.append(2.0)
+        plot.set_bits(bits, first_changed=n - 1, growing=True)
+        right = plot.view_box.viewRange()[0][1]
+        assert n - 0.5 <= right <= n - 0.5 + 2 * max(16, n // 8)  # every token shown, with room to spare
+        rights.append(right)
+    assert 2 <= len(set(rights)) <= 8  # widened a few times in 299 tokens, not at each
+    assert rights == sorted(rights)
+    plot.set_bits(bits, first_changed=len(bits))  # the work is over
+    assert plot.view_box.viewRange()[0] == pytest.approx([-0.5, 698.5])
+    # the points are where they are without the room
+    assert plot.nearest_index(698.2) == 698 and plot.drawn_indices()[-1] == 698
+
+
+def test_no_current_token_set_again_does_not_repaint_the_plot(plot, qtbot):
+    """The chart sets "no current token" on the plot each time it shows the end of the
+    document; that redrew the whole plot (4-7 ms with thousands of points) for nothing."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+            if event.type() == QEvent.Type.Paint:
+                self.count += 1
+            return False
+
+    shown(qtbot, plot)
+    plot.set_bits([None] + [1.0 + (i % 5) for i in range(1, 300)])
+    plot.set_current(40)
+    qtbot.wait(30)
+    paints = Paints()
+    plot.plot_widget.viewport().installEventFilter(paints)
+    plot.set_current(None)  # the ring goes: repainted
+    qtbot.waitUntil(lambda: paints.count > 0)
+    qtbot.wait(30)
+    seen = paints.count
+    plot.set_current(None)
+    plot.set_current(None)
+    qtbot.wait(50)
+    assert paints.count == seen
+    assert plot.current_index() is None
+
+
 @pytest.mark.parametrize("theme", [LIGHT, DARK, HIGH_CONTRAST])
 def test_themes_and_zoom_keep_the_content(plot, theme):
     plot.set_bits([None, 1.0, 3.0, 2.0])

@@ -154,12 +154,13 @@ def in_conversation(segments: Sequence[Segment]) -> bool:
     return any(seg.message is not None for seg in segments)
 
 
-def reply_positions(tokens: Sequence[DocToken], segments: Sequence[Segment]) -> list[int]:
-    """The positions of the assistant's words (its replies' text, not the
-    template's markers around them); in a plain-text document, every position."""
+def reply_positions(tokens: Sequence[DocToken], segments: Sequence[Segment], start: int = 0) -> list[int]:
+    """The positions (from ``start`` on) of the assistant's words (its replies' text, not
+    the template's markers around them); in a plain-text document, every position."""
     if not in_conversation(segments):
-        return list(range(len(tokens)))
-    return [i for i, t in enumerate(tokens) if t.kind == CONTENT and segments[t.segment].role == "assistant"]
+        return list(range(start, len(tokens)))
+    return [i for i in range(start, len(tokens))
+            if tokens[i].kind == CONTENT and segments[tokens[i].segment].role == "assistant"]
 
 
 FINDS = ("surprising", "confident", "uncertain")

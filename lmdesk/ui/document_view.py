@@ -252,7 +252,7 @@ class DocumentView(QScrollArea):
         self._texts = texts
         n = len(self._tokens)
         keep = max(0, min(self._valid, int(first_changed), old_n, n))
-        self._rebuild_runs()  # one pass over the segment indices: cheap even for long documents
+        self._rebuild_runs(max(0, min(int(first_changed), old_n, n)))
         self._relayout(keep)
         # selection beyond the new end goes
         if self._current is not None and self._current >= n:
@@ -577,6 +577,10 @@ class DocumentView(QScrollArea):
         k = bisect_left(self._runs, (start,))
         return k < len(self._runs) and self._runs[k][0] == start and k in self._run_calls
 
+    def labelled_parts(self) -> list[tuple[int, int, str]]:
+        """The chips of each part of the document, in reading order, with the label over them."""
+        return [(start, stop, self.role_label(start, stop)) for start, stop, _role in self._runs]
+
     def role_label(self, start: int, stop: int) -> str:
         """The label over the chips ``start`` … ``stop - 1`` of one message: its
         role, a tool result's function, an assistant's tool calls."""
@@ -595,12 +599,17 @@ class DocumentView(QScrollArea):
             return 0
         return self._m.label_h
 
-    def _rebuild_runs(self) -> None:
-        runs: list[tuple[int, int, str]] = []
-        calls: set[int] = set()  # the runs holding a tool call
-        start = 0
+    def _rebuild_runs(self, first: int = 0) -> None:
+        """The runs of chips of one part each, from the run holding chip ``first - 1`` on
+        (the chips before ``first`` and their parts are unchanged; so are the runs that end
+        before it). Going through all 8,000 chips again took 3-5 ms a token while the model wrote."""
+        k = bisect_left(self._runs, first, key=lambda run: run[1])  # the first run not ending before ``first``
+        runs = self._runs[:k]
+        calls = {c for c in self._run_calls if c < k}  # the runs holding a tool call
+        start = runs[-1][1] if runs else 0
         toks = self._tokens
-        for i, tok in enumerate(toks):
+        for i in range(start, len(toks)):
+            tok = toks[i]
             if tok.kind == TOOL_CALL:
                 calls.add(len(runs))
             if i + 1 == len(toks) or toks[i + 1].segment != tok.segment:
