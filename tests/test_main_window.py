@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -997,6 +999,20 @@ def test_the_window_opens_at_the_size_it_had(qtbot, tiny_dir, tmp_path) -> None:
     third = kept_window(qtbot, tiny_dir, kept)
     assert third.width() == min(1280, free.width())
     third.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_the_model_works_at_a_lower_priority_than_the_window(qtbot, win) -> None:
+    """With a core busy elsewhere, the model's thread and the window's shared the other core
+    and the window waited its turn (91 ms): the model's thread now yields to it."""
+    idle(qtbot, win)
+    model_thread = win.client.worker.native_id
+    assert model_thread is not None and model_thread != threading.get_native_id()
+    window = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, model_thread) == max(10, window)
+    # and what the model computes does not change: a token still gets its statistics
+    end_turn(qtbot, win, "hi")
+    assert win.state.tokens[-1].stats is not None
 
 
 def test_while_the_model_writes_the_plot_and_chart_come_in_turns_apart_from_the_chips(qtbot, win) -> None:

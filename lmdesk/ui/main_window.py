@@ -89,6 +89,11 @@ DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.9  # Generate's settings until a stu
 PROJECTOR_ZOOM = 1.3  # text size in projector mode (and what Ctrl+0 goes back to there)
 FRAME_S = 1 / 30  # the shortest time between two drawings of the document while the model writes
 SLOW_PARTS_S = 0.5  # ... and of the surprise plot and the chart, which redraw everything they show
+# the wait before each part drawn in a turn of its own (_draw_later): a turn comes after the
+# painting of what was drawn before it and after what came meanwhile (a key, a click, a timer
+# due by then). With 1 ms, the plot followed the chips' painting at once, and with a core busy
+# elsewhere the two held the window up 70 ms together
+LATER_MS = 15
 PLOT, CHART = frozenset({"plot"}), frozenset({"chart"})
 BOTH = PLOT | CHART
 
@@ -1261,9 +1266,7 @@ class MainWindow(QMainWindow):
         held the window up 60-110 ms (the painting they cause comes on top)."""
         self._later |= parts
         if not self._later_timer.isActive():
-            # a timer of 1 ms, not 0: its turn comes after the painting of what was drawn
-            # and after whatever else is waiting (a key, a click, the other timers)
-            self._later_timer.start(1)
+            self._later_timer.start(LATER_MS)
 
     def _draw_next_later(self) -> None:
         if "plot" in self._later:
@@ -1273,7 +1276,7 @@ class MainWindow(QMainWindow):
             self._later -= CHART
             self._draw_chart()
         if self._later:
-            self._later_timer.start(1)
+            self._later_timer.start(LATER_MS)
 
     @property
     def drawing(self) -> bool:

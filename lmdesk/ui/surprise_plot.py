@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWi
 from lmdesk.engine.stats import SpanSummary, summarize
 
 from .theme import (
-    SCALE_MARKS, Theme, apply_widget_palette, bits_at_position, surprise_color, surprise_positions, system_theme,
+    SCALE_MARKS, Theme, apply_widget_palette, bits_at_position, mix, surprise_color, surprise_positions, system_theme,
 )
 
 EMPTY_TEXT = "Surprise appears here once the model has predicted a token."
@@ -188,8 +188,14 @@ class SurprisePlot(QWidget):
         self._mean.setZValue(15)
         for points in self._points:
             points.setZValue(10)
+        # the y axis's grid, as lines of the plot's own: pyqtgraph's grid is drawn by the axis,
+        # which then covers the plot and is redrawn with it every time, see-through (5 ms a token)
+        self._grid = [pg.PlotCurveItem(connect="pairs") for _ in range(2)]  # the major and minor ticks' lines
+        self._grid_at: tuple | None = None  # the ranges and height the lines were made for
+        for grid in self._grid:
+            grid.setZValue(-10)
         self._empty_text = pg.TextItem(EMPTY_TEXT, anchor=(0.5, 0.5))
-        for it in (self._region, self._line, self._mean, *self._points, self._current_line, self._current_ring,
+        for it in (*self._grid, self._region, self._line, self._mean, *self._points, self._current_line, self._current_ring,
                    self._selection_text, self._empty_text):
             self.view_box.addItem(it, ignoreBounds=True)
 
@@ -206,7 +212,7 @@ class SurprisePlot(QWidget):
 
         self.plot_widget.scene().sigMouseClicked.connect(self._on_scene_click)
         self.view_box.sigSpanDragged.connect(self._on_span_dragged)
-        self.view_box.sigResized.connect(lambda *_: self._resize_points())
+        self.view_box.sigResized.connect(lambda *_: (self._resize_points(), self._update_grid()))
         self._region.sigRegionChangeFinished.connect(self._on_region_finished)
 
         self.setAutoFillBackground(True)
@@ -244,7 +250,7 @@ class SurprisePlot(QWidget):
         self._window = max(AVERAGE_WINDOW, round(n / 150))
         mean = sliding_mean(self._bits, self._window)
         columns = int(max(self.view_box.boundingRect().width(), 50.0))
-        step = max(1, n // columns)  # the mean is smooth over its window (1/150 of the tokens): a point a pixel is plenty
+        step = max(1, 2 * n // columns)  # the mean is smooth over its window (1/150 of the tokens): a point every 2 pixels is plenty
         if step > 1:
             keep = np.r_[np.arange(0, n, step), n - 1]
             self._mean.setData(x[keep], mean[keep])
@@ -412,7 +418,8 @@ class SurprisePlot(QWidget):
         self.plot_widget.getAxis("left").setWidth(round(30 + 14 * self._zoom))
         self._mean.setPen(pg.mkPen(self._mean_color, width=max(1.5, 2.0 * self._zoom)))
         self._update_legend()
-        self.plot_widget.getPlotItem().showGrid(x=False, y=True, alpha=0.18 if not self._theme.dark else 0.25)
+        self._grid_at = None
+        self._update_grid()
 
     def _fitting_point_size(self) -> float:
         """The zoom's point size, smaller when the points would overlap."""
@@ -427,10 +434,11 @@ class SurprisePlot(QWidget):
     def _style_line(self) -> None:
         """The thin line joining the points fades as they crowd together, then goes."""
         spacing = max(self.view_box.boundingRect().width(), 50.0) / max(len(self._bits), 1)
-        line = QColor(self._theme.muted)
-        line.setAlpha(int(np.clip(40 * spacing - 20, 0, 140)))
-        self._line.setPen(pg.mkPen(line, width=1))
-        self._line.setVisible(line.alpha() > 0)
+        strength = float(np.clip(40 * spacing - 20, 0, 140)) / 255
+        # opaque, the colour it would have over the background: Qt draws a thin see-through
+        # line 20-40 times slower than an opaque one (2 ms for 200 points)
+        self._line.setPen(pg.mkPen(mix(self._theme.panel, self._theme.muted, strength), width=1))
+        self._line.setVisible(strength > 0)
 
     def _resize_points(self) -> None:
         size = self._fitting_point_size()
@@ -540,9 +548,32 @@ class SurprisePlot(QWidget):
             right += room
         self._x_right = right
         self.view_box.setRange(xRange=(-0.5, right), yRange=(-0.02 * top, top), padding=0, update=True)
+        self._update_grid()
         self._empty_text.setPos((right - 0.5) / 2, top / 2)
         self._empty_text.setVisible(not len(finite))
         self._update_selection_text()
+
+    def _update_grid(self) -> None:
+        """A line across the plot at each of the y axis's ticks, as pyqtgraph's own grid
+        draws them: the major ticks' lines stronger than the minor ones', both fainter when many."""
+        (x0, x1), (y0, y1) = self.view_box.viewRange()
+        height = self.view_box.boundingRect().height()
+        at = (x0, x1, y0, y1, height, self._theme)
+        if at == self._grid_at:
+            return
+        self._grid_at = at
+        levels = self.plot_widget.getAxis("left").tickValues(y0, y1, height) if height > 0 else []
+        strength = 0.18 if not self._theme.dark else 0.25
+        for i, grid in enumerate(self._grid):
+            values = [v for v in levels[i][1] if y0 <= v <= y1] if i < len(levels) else []
+            if not values:
+                grid.setData([], [])
+                grid.hide()
+                continue
+            alpha = strength / (i + 1) * float(np.clip(0.05 * height / (len(levels[i][1]) + 1), 0, 1))
+            grid.setPen(pg.mkPen(mix(self._theme.panel, self._theme.muted, alpha), width=1))  # opaque: see _style_line
+            grid.setData(np.tile([x0, x1], len(values)), np.repeat(np.asarray(values, dtype=np.float64), 2))
+            grid.show()
 
     def _update_current(self) -> None:
         i = self._current
