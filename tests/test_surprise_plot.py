@@ -179,18 +179,21 @@ def test_while_the_document_grows_the_x_axis_widens_in_steps_and_fits_it_again_a
     """A new x range redraws the axes and every point: at each token of 8,000 that held the
     window up 3-4 ms more while the model wrote."""
     shown(qtbot, plot)
-    bits = [None] + [1.0 + (i % 5) for i in range(1, 400)]
+    bits = [None] + [1.0 + (i % 5) for i in range(1, 60)]
     plot.set_bits(bits)
-    assert plot.view_box.viewRange()[0] == pytest.approx([-0.5, 399.5])
-    rights = []
-    for n in range(401, 700):
+    assert plot.view_box.viewRange()[0] == pytest.approx([-0.5, 59.5])
+    rights, sizes = [], []
+    for n in range(61, 700):
         bits.append(2.0)
         plot.set_bits(bits, first_changed=n - 1, growing=True)
         right = plot.view_box.viewRange()[0][1]
         assert n - 0.5 <= right <= n - 0.5 + 2 * max(16, n // 8)  # every token shown, with room to spare
         rights.append(right)
-    assert 2 <= len(set(rights)) <= 8  # widened a few times in 299 tokens, not at each
+        sizes.append(plot.point_size())
+    assert 2 <= len(set(rights)) <= len(rights) / 12  # widened now and then, not at each token
     assert rights == sorted(rights)
+    # the points shrink as they crowd, with the span: a new size re-made every point at each token
+    assert sizes[0] > sizes[-1] and len(set(sizes)) <= len(set(rights))
     plot.set_bits(bits, first_changed=len(bits))  # the work is over
     assert plot.view_box.viewRange()[0] == pytest.approx([-0.5, 698.5])
     # the points are where they are without the room

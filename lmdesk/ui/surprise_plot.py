@@ -244,6 +244,7 @@ class SurprisePlot(QWidget):
         self._levels = np.concatenate((self._levels[:start], levels))
         self._raw = raw
         self._valid = np.flatnonzero(np.isfinite(self._bits))
+        self._fit_x()  # the points' size and the line's strength follow the axis's span
 
         x = np.arange(n, dtype=np.float64)
         self._line.setData(x, self._bits)
@@ -373,6 +374,10 @@ class SurprisePlot(QWidget):
         """The tokens whose points are drawn, in order."""
         return sorted(int(round(x)) for points in self._points for x in points.data["x"])
 
+    def point_size(self) -> float:
+        """The points' diameter in pixels (smaller when they crowd together)."""
+        return self._point_size
+
     def bucket(self) -> int:
         """How many neighbouring tokens share a pixel column (1: every point is drawn)."""
         return self._bucket
@@ -424,7 +429,7 @@ class SurprisePlot(QWidget):
     def _fitting_point_size(self) -> float:
         """The zoom's point size, smaller when the points would overlap."""
         width = max(self.view_box.boundingRect().width(), 50.0)
-        spacing = width / max(len(self._bits), 1)
+        spacing = width / max(self._x_right + 0.5, 1.0)  # the span, which grows in steps: the size too
         return float(np.clip(spacing * 1.15, 3.0, POINT_PX * self._zoom))
 
     def _density_pen(self):
@@ -433,7 +438,7 @@ class SurprisePlot(QWidget):
 
     def _style_line(self) -> None:
         """The thin line joining the points fades as they crowd together, then goes."""
-        spacing = max(self.view_box.boundingRect().width(), 50.0) / max(len(self._bits), 1)
+        spacing = max(self.view_box.boundingRect().width(), 50.0) / max(self._x_right + 0.5, 1.0)
         strength = float(np.clip(40 * spacing - 20, 0, 140)) / 255
         # opaque, the colour it would have over the background: Qt draws a thin see-through
         # line 20-40 times slower than an opaque one (2 ms for 200 points)
@@ -540,18 +545,26 @@ class SurprisePlot(QWidget):
         finite = self._bits[np.isfinite(self._bits)] if n else self._bits
         top = max(1.0, float(finite.max()) * 1.1) if len(finite) else 1.0
         self._y_top = top
-        right = max(n, 10 if not len(finite) else 1) - 0.5
-        room = max(16, n // 8)
-        if self._growing and len(finite) and right <= self._x_right <= right + 2 * room:
-            right = self._x_right  # the tokens so far still fit, with no more than twice the room
-        elif self._growing and len(finite):
-            right += room
-        self._x_right = right
+        right = self._fit_x()
         self.view_box.setRange(xRange=(-0.5, right), yRange=(-0.02 * top, top), padding=0, update=True)
         self._update_grid()
         self._empty_text.setPos((right - 0.5) / 2, top / 2)
         self._empty_text.setVisible(not len(finite))
         self._update_selection_text()
+
+    def _fit_x(self) -> float:
+        """The right end of the x axis for the tokens there are (kept in ``_x_right``): the
+        last token's, or while the document grows a step beyond it (see ``set_bits``)."""
+        n = len(self._bits)
+        scored = len(self._valid) > 0
+        right = max(n, 10 if not scored else 1) - 0.5
+        room = max(16, n // 8)
+        if self._growing and scored and right <= self._x_right <= right + 2 * room:
+            right = self._x_right  # the tokens so far still fit, with no more than twice the room
+        elif self._growing and scored:
+            right += room
+        self._x_right = right
+        return right
 
     def _update_grid(self) -> None:
         """A line across the plot at each of the y axis's ticks, as pyqtgraph's own grid
