@@ -1001,6 +1001,42 @@ def test_the_window_opens_at_the_size_it_had(qtbot, tiny_dir, tmp_path) -> None:
     third.close()
 
 
+def test_a_long_new_stretch_of_chips_is_laid_out_a_part_a_turn(qtbot, win) -> None:
+    """Reading a document of 8,000 tokens laid out all its chips in one turn (23-31 ms of the
+    window's time): they now come a part a turn (2,500 chips; 15 here, for the tiny model).
+    What ends on screen is the layout of the whole document at once."""
+    from PySide6.QtCore import QTimer
+
+    win.chips_per_turn = 15
+    turn = [0]
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: turn.__setitem__(0, turn[0] + 1))
+    ticker.start(0)
+    given: list[tuple[int, int]] = []  # (chips given to the view, turn)
+    real = win.doc_view.set_document
+
+    def record(tokens, *args, **kwargs):
+        given.append((len(tokens), turn[0]))
+        return real(tokens, *args, **kwargs)
+
+    win.doc_view.set_document = record
+    try:
+        win.send(LoadText("the cat sat on the mat and looked at the dog " * 5))
+        idle(qtbot, win)
+    finally:
+        ticker.stop()
+        win.doc_view.set_document = real
+    n = len(win.state.tokens)
+    assert n > 45
+    grown = [b - a for (a, _), (b, _) in zip(given, given[1:]) if b > a]
+    assert grown and max(grown) <= 15 and given[-1][0] == n, given
+    assert len({t for _, t in given}) == len(given)  # each part in a turn of its own
+    in_parts = [win.doc_view.chip_rect(i) for i in range(n)], win.doc_view.labelled_parts()
+    win.doc_view.set_document(win.state.tokens, win.state.segments, win.texts, 0)  # all at once, from the start
+    assert in_parts == ([win.doc_view.chip_rect(i) for i in range(n)], win.doc_view.labelled_parts())
+    assert not in_parts[0][-1].isNull()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
 def test_the_model_works_at_a_lower_priority_than_the_window(qtbot, win) -> None:
     """With a core busy elsewhere, the model's thread and the window's shared the other core

@@ -96,6 +96,7 @@ SLOW_PARTS_S = 0.5  # ... and of the surprise plot and the chart, which redraw e
 LATER_MS = 15
 PLOT, CHART = frozenset({"plot"}), frozenset({"chart"})
 BOTH = PLOT | CHART
+CHIPS = frozenset({"chips"})  # the rest of the chips of a long new stretch (MainWindow.chips_per_turn)
 
 
 class SurpriseLegend(QWidget):
@@ -202,6 +203,7 @@ class MainWindow(QMainWindow):
         # tokens took 3 ms every time the plot or the figures under the document were drawn
         self._plot_values: list[float | None] = []
         self._plot_in_conversation = False
+        self._chips_shown = 0  # the document view shows the first this many chips of the state
         self._sampling: SamplingShown | None = None  # what the Sampling tab shows
         self._sampling_asked: tuple[int, int | None] | None = None  # (revision, position) it last asked about
         self._inside_asked: tuple[int, int] | None = None  # (revision, position) the Inside tab last asked about
@@ -1231,7 +1233,7 @@ class MainWindow(QMainWindow):
         self._plot_values[first:] = self.plot_bits(state, first)
         self._plot_first = min(self._plot_first, first)
         if self.texts is not None:
-            self.doc_view.set_document(state.tokens, state.segments, self.texts, state.first_changed)
+            self._draw_chips(state.first_changed)
         if "plot" in parts:
             self._draw_plot()
         if self.position is not None and self.position >= n:
@@ -1249,6 +1251,23 @@ class MainWindow(QMainWindow):
         self.ask_sampling()
         self.ask_inside()
         self.stateShown.emit(state)
+
+    # chips laid out in one turn: reading a document of 8,000 tokens showed them all at once,
+    # 23-31 ms of the window's time (and twice that with a core busy elsewhere)
+    chips_per_turn = 2500
+
+    def _draw_chips(self, first_changed: int | None = None) -> None:
+        """The state's chips in the document view; a long new stretch of them a part a turn,
+        the first part now and the rest in turns of their own (the view reads as a shorter
+        document meanwhile). ``first_changed``: of the state against the one drawn before."""
+        tokens = self.state.tokens
+        n = len(tokens)
+        valid = min(self._chips_shown, n if first_changed is None else first_changed, n)
+        upto = n if n - valid <= self.chips_per_turn else valid + self.chips_per_turn
+        self.doc_view.set_document(tokens if upto == n else tokens[:upto], self.state.segments, self.texts, valid)
+        self._chips_shown = upto
+        if upto < n:
+            self._draw_later(CHIPS)
 
     def _draw_plot(self) -> None:
         if self.texts is not None:
@@ -1269,7 +1288,13 @@ class MainWindow(QMainWindow):
             self._later_timer.start(LATER_MS)
 
     def _draw_next_later(self) -> None:
-        if "plot" in self._later:
+        if "chips" in self._later:
+            self._later -= CHIPS
+            if self.texts is not None:
+                self._draw_chips()
+                if self.busy and self.position is None:
+                    self.doc_view.scroll_to_end()
+        elif "plot" in self._later:
             self._later -= PLOT
             self._draw_plot()
         elif "chart" in self._later:
