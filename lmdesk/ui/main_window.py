@@ -1490,7 +1490,7 @@ class MainWindow(QMainWindow):
         tokens = self.state.tokens
         if self.span is None:
             name = "The replies" if self.replies_only() else "Whole document"
-            whole = summarize([b for b in self._plot_values if b is not None])  # the tokens in scope
+            whole = summarize(self._plot_values)  # the tokens in scope (summarize leaves out the Nones)
             if whole.tokens:
                 self.span_label.setText(
                     f"<span style='font-size:{big}pt'>{name}: {whole.tokens:,} predicted tokens · "
